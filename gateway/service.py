@@ -1,0 +1,159 @@
+"""The HTTP gateway: maps the public JSON API to service RPCs. It owns no data; it verifies tokens,
+validates requests, and puts the caller's identity into the RPC context for services to enforce.
+"""
+
+from __future__ import annotations
+
+from crm_platform.errors import NotFound, register_remote_errors
+from crm_platform.identity import Caller
+from crm_platform.service import ObservableService, json_response
+from crm_platform.web import http
+from nameko.rpc import RpcProxy, ServiceProxy
+
+from .api import api
+from .auth import Authority
+from .openapi import build_spec
+from .schemas import (
+    DeadLetterSchema,
+    DepartmentSchema,
+    DepartmentUpdateSchema,
+    IdentitySchema,
+    LoginSchema,
+    PasswordSchema,
+    RedriveResultSchema,
+    RedriveSchema,
+    RegionSchema,
+    TokenSchema,
+    UserListQuery,
+    UserSchema,
+    UserUpdateSchema,
+)
+
+
+class AnyService(RpcProxy):
+    """``self.services("clients").method(...)``: a proxy to a service chosen at run time."""
+
+    def __init__(self, **options):
+        super().__init__(target_service=None, **options)
+
+    def get_dependency(self, worker_ctx):
+        return lambda name: ServiceProxy(worker_ctx, name, self.rpc_reply_listener, **self.options)
+
+
+# Services' DomainErrors arrive as the same classes (this process only: the registry is global).
+register_remote_errors()
+
+API_VERSION = "0.1.0"
+SERVICES_WITH_DEAD_LETTERS = ("directory", "clients", "deals", "telephony", "mail", "erp_bridge",
+                              "reports", "payroll", "logistics")
+
+
+def _drop_none(data: dict) -> dict:
+    return {k: v for k, v in data.items() if v is not None}
+
+
+class GatewayService(ObservableService):
+    name = "gateway"
+
+    authority = Authority()
+    caller = Caller()
+    directory = RpcProxy("directory")
+    services = AnyService()
+
+    # -- documents ------------------------------------------------------------------------------
+    @http("GET", "/openapi.json")
+    def openapi(self, request):
+        return json_response(build_spec(type(self), title="RoofCRM API", version=API_VERSION))
+
+    # -- auth -----------------------------------------------------------------------------------
+    @api("POST", "/api/v1/auth/login", body=LoginSchema, response=TokenSchema, public=True,
+         summary="Вход по логину и паролю (локальные пользователи)", tags=["auth"])
+    def login(self, request, body):
+        """Check a local user's password and return a bearer token with the user's identity."""
+        identity = self.directory.authenticate(body["username"], body["password"])
+        token, ttl = self.authority.authority.issue(identity)
+        return {"access_token": token, "token_type": "Bearer", "expires_in": ttl,
+                "user": identity}
+
+    @api("GET", "/api/v1/me", response=IdentitySchema, summary="Кто я", tags=["auth"])
+    def me(self, request):
+        """The identity the token carries."""
+        return self.caller.identity.to_context()
+
+    # -- organisation directory -----------------------------------------------------------------
+    @api("GET", "/api/v1/regions", response=RegionSchema, many=True, summary="Регионы",
+         tags=["directory"])
+    def list_regions(self, request):
+        return self.directory.list_regions()
+
+    @api("GET", "/api/v1/departments", response=DepartmentSchema, many=True,
+         summary="Отделы продаж", tags=["directory"])
+    def list_departments(self, request):
+        return self.directory.list_departments()
+
+    @api("POST", "/api/v1/departments", body=DepartmentSchema, response=DepartmentSchema,
+         status=201, summary="Создать отдел (admin)", tags=["directory"])
+    def create_department(self, request, body):
+        return 201, self.directory.create_department(DepartmentSchema().dump(body))
+
+    @api("PATCH", "/api/v1/departments/<uuid:department_id>", body=DepartmentUpdateSchema,
+         response=DepartmentSchema, summary="Изменить отдел (admin)", tags=["directory"])
+    def update_department(self, request, department_id, body):
+        return self.directory.update_department(
+            str(department_id), DepartmentUpdateSchema().dump(body))
+
+    @api("GET", "/api/v1/users", query=UserListQuery, response=UserSchema, many=True,
+         summary="Сотрудники", tags=["directory"])
+    def list_users(self, request, query):
+        return self.directory.list_users(
+            department_id=str(query["department_id"]) if "department_id" in query else None,
+            role=query.get("role"))
+
+    @api("GET", "/api/v1/users/<uuid:user_id>", response=UserSchema, summary="Сотрудник",
+         tags=["directory"])
+    def get_user(self, request, user_id):
+        return self.directory.get_user(str(user_id))
+
+    @api("POST", "/api/v1/users", body=UserSchema, response=UserSchema, status=201,
+         summary="Создать сотрудника (admin)", tags=["directory"])
+    def create_user(self, request, body):
+        data = UserSchema().dump(body)
+        if body.get("password"):
+            data["password"] = body["password"]
+        return 201, self.directory.create_user(data)
+
+    @api("PATCH", "/api/v1/users/<uuid:user_id>", body=UserUpdateSchema, response=UserSchema,
+         summary="Изменить сотрудника (admin)", tags=["directory"])
+    def update_user(self, request, user_id, body):
+        return self.directory.update_user(str(user_id), UserUpdateSchema().dump(body))
+
+    @api("PUT", "/api/v1/users/<uuid:user_id>/password", body=PasswordSchema, status=204,
+         summary="Сменить пароль (свой или, для admin, любой)", tags=["directory"])
+    def set_password(self, request, user_id, body):
+        self.directory.set_password(str(user_id), body["password"])
+        return 204, None
+
+    # -- operations -----------------------------------------------------------------------------
+    @api("GET", "/api/v1/admin/dead-letters/<service>", response=DeadLetterSchema, many=True,
+         summary="Необработанные события сервиса (admin)", tags=["operations"])
+    def list_dead_letters(self, request, service):
+        """Events a service's handler gave up on, with the reason (admin)."""
+        return self._service_proxy(service).list_dead_letters()
+
+    @api("POST", "/api/v1/admin/dead-letters/<service>/redrive", body=RedriveSchema,
+         response=RedriveResultSchema, summary="Повторить необработанные события (admin)",
+         tags=["operations"])
+    def redrive_dead_letters(self, request, service, body):
+        """Send a service's dead letters (all, or one handler's) back for another attempt."""
+        return {"moved": self._service_proxy(service).redrive_dead_letters(body.get("handler"))}
+
+    def _service_proxy(self, service: str):
+        self.caller.require("admin")
+        if service not in SERVICES_WITH_DEAD_LETTERS:
+            raise NotFound(f"Нет сервиса {service}")
+        return self.services(service)
+
+    # -- anything else --------------------------------------------------------------------------
+    @api("GET,POST,PUT,PATCH,DELETE", "/api/<path:rest>", public=True, summary="unknown route")
+    def unknown_route(self, request, rest):
+        raise NotFound(f"Нет такого ресурса: /api/{rest}", code="no_such_route")

@@ -1,0 +1,164 @@
+"""The event envelope and every event contract, in one place.
+
+Every event on the wire is a JSON envelope::
+
+    {"event_id": "<uuid>", "type": "client_created", "version": 1, "source": "clients",
+     "occurred_at": "2026-11-27T10:00:00+00:00", "payload": {...}}
+
+published to the topic exchange ``<source>.events`` with the routing key ``<type>`` (nameko's own
+event exchange, so nameko's ``event_handler`` binds to it). Producers dump the payload through the
+contract schema before it enters the outbox; consumers load it through the same schema before the
+handler sees it. A new field is a compatible change; removing or retyping one needs a new version.
+
+Services add their contracts to this module (``@contract``) as they grow; tests of both sides
+import the same schema.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from .clock import utcnow
+
+_CONTRACTS: dict[tuple[str, str], type[Schema]] = {}
+_VERSIONS: dict[tuple[str, str], int] = {}
+
+
+class ContractError(ValueError):
+    """An event that breaks its contract (unknown type, bad envelope, bad payload)."""
+
+    def __init__(self, message: str, errors: dict | None = None):
+        super().__init__(message)
+        self.errors = errors or {}
+
+
+def contract(source: str, event_type: str, version: int = 1):
+    """Register the payload schema of ``source``.``event_type``."""
+
+    def register(schema_cls: type[Schema]) -> type[Schema]:
+        key = (source, event_type)
+        if key in _CONTRACTS and _CONTRACTS[key] is not schema_cls:
+            raise ValueError(f"contract {source}.{event_type} registered twice")
+        _CONTRACTS[key] = schema_cls
+        _VERSIONS[key] = version
+        return schema_cls
+
+    return register
+
+
+def contract_for(source: str, event_type: str) -> tuple[type[Schema], int]:
+    try:
+        return _CONTRACTS[(source, event_type)], _VERSIONS[(source, event_type)]
+    except KeyError:
+        raise ContractError(f"no contract for event {source}.{event_type}") from None
+
+
+def all_contracts() -> dict[tuple[str, str], tuple[type[Schema], int]]:
+    return {key: (schema, _VERSIONS[key]) for key, schema in _CONTRACTS.items()}
+
+
+class EnvelopeSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    event_id = fields.UUID(required=True)
+    type = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    version = fields.Integer(required=True, validate=validate.Range(min=1))
+    source = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    occurred_at = fields.AwareDateTime(required=True)
+    payload = fields.Dict(required=True)
+
+
+_envelope_schema = EnvelopeSchema()
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event as a consumer sees it: the envelope with its payload loaded by the contract."""
+
+    event_id: uuid.UUID
+    type: str
+    version: int
+    source: str
+    occurred_at: datetime
+    payload: dict
+    handler: str = ""  # "<service>.<method>" of the consumer handling it
+    raw_payload: dict = field(default_factory=dict, repr=False)
+
+
+def make_envelope(source: str, event_type: str, payload: dict, *, event_id=None,
+                  occurred_at: datetime | None = None) -> dict:
+    """Validate ``payload`` against the contract and build the wire envelope (plain JSON)."""
+    schema_cls, version = contract_for(source, event_type)
+    schema = schema_cls()
+    errors = schema.validate(schema.dump(payload))
+    if errors:
+        raise ContractError(f"payload of {source}.{event_type} breaks its contract", errors)
+    return {
+        "event_id": str(event_id or uuid.uuid4()),
+        "type": event_type,
+        "version": version,
+        "source": source,
+        "occurred_at": (occurred_at or utcnow()).isoformat(),
+        "payload": schema.dump(payload),
+    }
+
+
+def parse_envelope(body, *, handler: str = "") -> Event:
+    """Check an incoming message against the envelope and its contract."""
+    if not isinstance(body, dict):
+        raise ContractError("event body is not a JSON object")
+    try:
+        env = _envelope_schema.load(body)
+    except ValidationError as exc:
+        raise ContractError("malformed event envelope", exc.messages) from None
+    schema_cls, _version = contract_for(env["source"], env["type"])
+    try:
+        payload = schema_cls(unknown=EXCLUDE).load(env["payload"])
+    except ValidationError as exc:
+        raise ContractError(
+            f"payload of {env['source']}.{env['type']} breaks its contract", exc.messages
+        ) from None
+    return Event(
+        event_id=env["event_id"], type=env["type"], version=env["version"],
+        source=env["source"], occurred_at=env["occurred_at"], payload=payload,
+        handler=handler, raw_payload=env["payload"],
+    )
+
+
+# --- contracts ---------------------------------------------------------------------------------
+# directory: the organisation (departments, users); other services keep replicas from these.
+
+
+class DepartmentSnapshot(Schema):
+    department_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    regions = fields.List(fields.String(), required=True)
+    head_user_id = fields.UUID(allow_none=True, load_default=None)
+
+
+@contract("directory", "department_changed")
+class DepartmentChanged(DepartmentSnapshot):
+    """A department was created or changed; the payload is its whole current state."""
+
+
+@contract("directory", "user_changed")
+class UserChanged(Schema):
+    """A user was created or changed (role, department, extension, mailbox, active); the payload is
+    the whole current state, so a consumer can upsert it without reading anything else."""
+
+    user_id = fields.UUID(required=True)
+    username = fields.String(required=True)
+    full_name = fields.String(required=True)
+    email = fields.String(allow_none=True, load_default=None)
+    role = fields.String(required=True, validate=validate.OneOf(
+        ["manager", "sales_head", "director", "admin", "integration"]))
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    regions = fields.List(fields.String(), load_default=list)
+    extension = fields.String(allow_none=True, load_default=None)
+    mailbox = fields.String(allow_none=True, load_default=None)
+    active = fields.Boolean(required=True)

@@ -1,0 +1,75 @@
+"""Domain errors: the one error vocabulary of every service.
+
+Services raise these from RPC methods; nameko carries them to the gateway, which (having imported
+this module, so that ``remote_error`` rebuilds the same classes) maps each to an HTTP status and an
+RFC 9457 problem document. Arguments stay JSON-friendly because they cross the wire.
+"""
+
+from nameko.exceptions import registry
+
+
+class DomainError(Exception):
+    """Base of every error meant for the caller. ``detail`` is a human sentence (Russian for
+    people), ``code`` a stable machine word, ``fields`` maps a field name to its reasons."""
+
+    status = 400
+    title = "Bad request"
+    code = "bad_request"
+
+    def __init__(self, detail: str = "", fields: dict | None = None, code: str | None = None,
+                 extra: dict | None = None):
+        super().__init__(detail, fields or {}, code or self.code, extra or {})
+        self.detail = detail
+        self.fields = fields or {}
+        self.code = code or type(self).code
+        self.extra = extra or {}
+
+    def __str__(self):
+        return self.detail or self.title
+
+
+class ValidationFailed(DomainError):
+    status = 422
+    title = "Validation failed"
+    code = "validation_failed"
+
+
+class NotFound(DomainError):
+    status = 404
+    title = "Not found"
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status = 409
+    title = "Conflict"
+    code = "conflict"
+
+
+class Forbidden(DomainError):
+    status = 403
+    title = "Forbidden"
+    code = "forbidden"
+
+
+class Unauthenticated(DomainError):
+    status = 401
+    title = "Unauthenticated"
+    code = "unauthenticated"
+
+
+class QuotaExceeded(DomainError):
+    status = 429
+    title = "Quota exceeded"
+    code = "quota_exceeded"
+
+
+ERROR_TYPES = (ValidationFailed, NotFound, Conflict, Forbidden, Unauthenticated, QuotaExceeded,
+               DomainError)
+
+
+def register_remote_errors():
+    """Let nameko rebuild these classes from RPC replies in this process (the gateway only:
+    the registry is process-global)."""
+    for cls in ERROR_TYPES:
+        registry[f"{cls.__module__}.{cls.__name__}"] = cls

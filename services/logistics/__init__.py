@@ -1,0 +1,1 @@
+"""The logistics service: owns vehicles, drivers, carriers, transport orders, delivery trips."""

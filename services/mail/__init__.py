@@ -1,0 +1,1 @@
+"""The mail service: owns mailboxes, messages, threads."""

@@ -1,0 +1,1 @@
+"""The payroll service: owns plans, KPI facts, pay schemes, salary documents."""

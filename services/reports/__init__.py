@@ -1,0 +1,1 @@
+"""The reports service: owns read models built from events only."""

@@ -1,0 +1,5 @@
+"""Tables of the reports service (its own database; no other service reads them)."""
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
