@@ -18,7 +18,7 @@ import time
 import jwt
 from crm_platform.errors import Unauthenticated
 from crm_platform.identity import ROLES, Identity
-from nameko.extensions import SharedExtension
+from nameko.extensions import DependencyProvider, SharedExtension
 
 LOCAL_ISSUER = "roofcrm"
 LOCAL_AUDIENCE = "roofcrm-api"
@@ -122,3 +122,12 @@ class Authority(SharedExtension):
             audience=str(config.get("OIDC_AUDIENCE") or ""),
             local_login=_truthy(config.get("LOCAL_LOGIN", True)),
         )
+
+
+class Tokens(DependencyProvider):
+    """``self.tokens`` in the gateway: the container's shared ``TokenAuthority``."""
+
+    authority = Authority()
+
+    def get_dependency(self, worker_ctx):
+        return self.authority.authority

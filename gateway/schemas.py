@@ -78,6 +78,7 @@ class PasswordSchema(Schema):
 class UserListQuery(Schema):
     department_id = fields.UUID()
     role = fields.String(validate=validate.OneOf(ROLES))
+    include_inactive = fields.Boolean(load_default=False)
 
 
 class DeadLetterSchema(Schema):

@@ -11,7 +11,7 @@ from crm_platform.web import http
 from nameko.rpc import RpcProxy, ServiceProxy
 
 from .api import api
-from .auth import Authority
+from .auth import Tokens
 from .openapi import build_spec
 from .schemas import (
     DeadLetterSchema,
@@ -55,7 +55,7 @@ def _drop_none(data: dict) -> dict:
 class GatewayService(ObservableService):
     name = "gateway"
 
-    authority = Authority()
+    tokens = Tokens()
     caller = Caller()
     directory = RpcProxy("directory")
     services = AnyService()
@@ -71,7 +71,7 @@ class GatewayService(ObservableService):
     def login(self, request, body):
         """Check a local user's password and return a bearer token with the user's identity."""
         identity = self.directory.authenticate(body["username"], body["password"])
-        token, ttl = self.authority.authority.issue(identity)
+        token, ttl = self.tokens.issue(identity)
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl,
                 "user": identity}
 
@@ -107,7 +107,7 @@ class GatewayService(ObservableService):
     def list_users(self, request, query):
         return self.directory.list_users(
             department_id=str(query["department_id"]) if "department_id" in query else None,
-            role=query.get("role"))
+            role=query.get("role"), include_inactive=query["include_inactive"])
 
     @api("GET", "/api/v1/users/<uuid:user_id>", response=UserSchema, summary="Сотрудник",
          tags=["directory"])

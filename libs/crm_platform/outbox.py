@@ -9,8 +9,8 @@ A service writes its state change and the event announcing it in one database tr
 The relay (a background green thread in every replica) claims unsent rows with
 ``FOR UPDATE SKIP LOCKED``, publishes them to ``<service>.events`` with publisher confirms — the
 whole batch in flight, then one wait for the confirms — and marks them sent in the same transaction
-that locked them. A crash between publish and commit re-sends the batch: delivery is at least once and
-consumers are idempotent (see ``inbox``). Several replicas never send the same row concurrently.
+that locked them. A crash between publish and commit re-sends the batch: delivery is at least once
+and consumers are idempotent (see ``inbox``). Several replicas never send one row concurrently.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class ConfirmingPublisher:
         self._next_tag = 1
         self._unconfirmed: set[int] = set()
         self._nacked: set[int] = set()
+        self._warned_unroutable: set[str] = set()
 
     # -- connection --------------------------------------------------------------------------
     def _connect(self):
@@ -132,10 +133,12 @@ class ConfirmingPublisher:
     def _on_nack(self, delivery_tag, multiple):
         self._settle(delivery_tag, multiple, into=self._nacked)
 
-    def _on_return(self, reply_code, reply_text, exchange, routing_key, message):
+    def _on_return(self, exc, exchange, routing_key, message):
         EVENTS_UNROUTABLE.labels(self.service, routing_key).inc()
-        log.warning("event %s on %s was unroutable (%s): no consumer queue bound yet",
-                    routing_key, exchange, reply_text)
+        if routing_key not in self._warned_unroutable:  # once per type: the counter tells the rest
+            self._warned_unroutable.add(routing_key)
+            log.warning("event %s on %s was unroutable (%s): no consumer queue is bound to it",
+                        routing_key, exchange, exc)
 
     # -- publishing --------------------------------------------------------------------------
     def _declare_exchange(self, name: str):

@@ -1,0 +1,1 @@
+"""Operator tools: infrastructure checks, provisioning, demo data (not services)."""

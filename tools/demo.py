@@ -1,0 +1,161 @@
+"""The demo data set, loaded through the gateway's public API as the admin (so it exercises the same
+paths people use). Idempotent: what exists is kept, what is missing is created.
+
+    python -m tools.demo --gateway http://127.0.0.1:8000
+
+Today it loads the organisation: 6 regional sales departments, their heads, managers with PBX
+extensions and mailboxes, a director and the integration accounts. Each service adds its own part
+(clients, deals, calls, e-mails, tasks) to ``STEPS`` as it arrives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+
+import requests
+from rich.progress import Progress
+
+from crm_platform.config import env
+
+DEMO_PASSWORD = "demo12345"
+
+DEPARTMENTS = [
+    ("center", "Центральный отдел",
+     ["RU-MOW", "RU-MOS", "RU-TVE", "RU-KLU", "RU-TUL", "RU-RYA", "RU-VLA", "RU-YAR"]),
+    ("northwest", "Северо-Западный отдел", ["RU-SPE", "RU-LEN"]),
+    ("volga", "Приволжский отдел", ["RU-NIZ", "RU-TA", "RU-BA", "RU-SAM", "RU-PER", "RU-UD"]),
+    ("south", "Южный отдел",
+     ["RU-KDA", "RU-ROS", "RU-STA", "RU-VGG", "RU-VOR", "RU-BEL", "RU-LIP"]),
+    ("ural", "Уральский отдел", ["RU-SVE", "RU-CHE", "RU-TYU"]),
+    ("siberia", "Сибирский отдел", ["RU-NVS", "RU-OMS", "RU-KEM", "RU-KYA", "RU-IRK", "RU-PRI"]),
+]
+
+MALE_FIRST = ["Алексей", "Андрей", "Дмитрий", "Сергей", "Иван", "Михаил", "Николай", "Павел",
+              "Роман", "Евгений", "Владимир", "Олег", "Артём", "Денис", "Максим", "Игорь"]
+FEMALE_FIRST = ["Анна", "Елена", "Ольга", "Татьяна", "Наталья", "Мария", "Ирина", "Светлана",
+                "Юлия", "Екатерина", "Марина", "Ксения"]
+MALE_PATRONYMIC = ["Александрович", "Сергеевич", "Викторович", "Иванович", "Петрович",
+                   "Николаевич", "Андреевич", "Юрьевич"]
+FEMALE_PATRONYMIC = ["Александровна", "Сергеевна", "Викторовна", "Ивановна", "Петровна",
+                     "Николаевна", "Андреевна", "Юрьевна"]
+SURNAMES = ["Иванов", "Смирнов", "Кузнецов", "Попов", "Васильев", "Петров", "Соколов",
+            "Михайлов", "Новиков", "Фёдоров", "Морозов", "Волков", "Алексеев", "Лебедев",
+            "Семёнов", "Егоров", "Павлов", "Козлов", "Степанов", "Николаев", "Орлов", "Андреев",
+            "Макаров", "Никитин", "Захаров", "Зайцев", "Соловьёв", "Борисов", "Яковлев",
+            "Григорьев", "Романов", "Воробьёв"]
+
+
+def person(rng: random.Random) -> str:
+    if rng.random() < 0.45:
+        surname = rng.choice(SURNAMES)
+        surname = surname[:-1] + "ва" if surname.endswith("ь") else surname + "а"
+        return f"{surname} {rng.choice(FEMALE_FIRST)} {rng.choice(FEMALE_PATRONYMIC)}"
+    return f"{rng.choice(SURNAMES)} {rng.choice(MALE_FIRST)} {rng.choice(MALE_PATRONYMIC)}"
+
+
+class Api:
+    def __init__(self, base: str):
+        self.base = base.rstrip("/")
+        self.http = requests.Session()
+
+    def login(self, username: str, password: str) -> None:
+        response = self.http.post(f"{self.base}/api/v1/auth/login",
+                                  json={"username": username, "password": password}, timeout=30)
+        self.check(response)
+        self.http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    def get(self, path: str, **params):
+        return self.check(self.http.get(f"{self.base}{path}", params=params, timeout=30)).json()
+
+    def post(self, path: str, data: dict):
+        return self.check(self.http.post(f"{self.base}{path}", json=data, timeout=30)).json()
+
+    def patch(self, path: str, data: dict):
+        return self.check(self.http.patch(f"{self.base}{path}", json=data, timeout=30)).json()
+
+    @staticmethod
+    def check(response):
+        if response.status_code >= 400:
+            raise SystemExit(f"{response.request.method} {response.url}: {response.status_code} "
+                             f"{response.text[:500]}")
+        return response
+
+
+def organisation_plan(managers_per_department: int, seed: int = 7):
+    """Every department and user of the demo company, deterministic for a seed."""
+    rng = random.Random(seed)
+    users = [
+        dict(username="director", full_name="Корнеев Виктор Павлович", role="director",
+             email="director@roof-demo.ru"),
+        dict(username="erp.1c", full_name="Обмен с 1С:УТ", role="integration"),
+        dict(username="pbx", full_name="АТС (Asterisk, Манго, Zadarma)", role="integration"),
+        dict(username="mail.sync", full_name="Синхронизация почты", role="integration"),
+    ]
+    extension = 100
+    for key, _name, _regions in DEPARTMENTS:
+        extension += 1
+        users.append(dict(username=f"head.{key}", full_name=person(rng), role="sales_head",
+                          department=key, extension=str(extension),
+                          email=f"head.{key}@roof-demo.ru", mailbox=f"head.{key}@roof-demo.ru"))
+        for n in range(1, managers_per_department + 1):
+            extension += 1
+            users.append(dict(username=f"m.{key}.{n}", full_name=person(rng), role="manager",
+                              department=key, extension=str(extension),
+                              email=f"m.{key}.{n}@roof-demo.ru",
+                              mailbox=f"m.{key}.{n}@roof-demo.ru"))
+    return users
+
+
+def load_organisation(api: Api, progress: Progress, managers_per_department: int) -> int:
+    existing_departments = {d["name"]: d for d in api.get("/api/v1/departments")}
+    existing_users = {u["username"] for u in api.get("/api/v1/users", include_inactive="true")}
+    plan = organisation_plan(managers_per_department)
+    task = progress.add_task("организация", total=len(DEPARTMENTS) + len(plan))
+    department_ids = {}
+    created = 0
+    for key, name, regions in DEPARTMENTS:
+        department = existing_departments.get(name)
+        if department is None:
+            department = api.post("/api/v1/departments", {"name": name, "regions": regions})
+            created += 1
+        department_ids[key] = department["id"]
+        progress.advance(task)
+    heads = {}
+    for user in plan:
+        if user["username"] not in existing_users:
+            data = {k: v for k, v in user.items() if k != "department"}
+            data["password"] = DEMO_PASSWORD
+            if "department" in user:
+                data["department_id"] = department_ids[user["department"]]
+            made = api.post("/api/v1/users", data)
+            created += 1
+            if user["role"] == "sales_head":
+                heads[user["department"]] = made["id"]
+        progress.advance(task)
+    for key, head_id in heads.items():
+        api.patch(f"/api/v1/departments/{department_ids[key]}", {"head_user_id": head_id})
+    return created
+
+
+STEPS = [("organisation", load_organisation)]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="load the RoofCRM demo data set")
+    parser.add_argument("--gateway", default="http://127.0.0.1:8000")
+    parser.add_argument("--managers-per-department", type=int, default=16)
+    args = parser.parse_args(argv)
+    api = Api(args.gateway)
+    api.login(env("CRM_ADMIN_USERNAME", "admin"), env("CRM_ADMIN_PASSWORD", "admin12345"))
+    total = 0
+    with Progress() as progress:
+        for _name, step in STEPS:
+            total += step(api, progress, args.managers_per_department)
+    print("demo data already loaded" if total == 0 else f"demo data: {total} records created")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
