@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
 from crm_platform.errors import ValidationFailed
 
 # Roles that work inside one department and must belong to one.

@@ -1,7 +1,8 @@
 """Wire schemas of the directory service (shared by its RPCs and the gateway's OpenAPI)."""
 
-from crm_platform.identity import ROLES
 from marshmallow import Schema, fields, validate
+
+from crm_platform.identity import ROLES
 
 USERNAME = validate.Regexp(r"^[a-z0-9][a-z0-9._-]{1,99}$",
                            error="латиница в нижнем регистре, цифры, точка, дефис; 2–100 символов")

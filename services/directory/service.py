@@ -10,13 +10,14 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
-from crm_platform.clock import utcnow
-from crm_platform.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
-from crm_platform.service import PersistentService
 from eventlet import tpool
 from marshmallow import ValidationError
 from nameko.rpc import rpc
 from sqlalchemy.exc import IntegrityError
+
+from crm_platform.clock import utcnow
+from crm_platform.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
+from crm_platform.service import PersistentService
 
 from . import domain
 from .models import departments, regions, users
@@ -158,7 +159,8 @@ class DirectoryService(PersistentService):
         self.caller.require("admin")
         changes = load(DepartmentUpdateSchema(), changes, partial=True)
         with self.db.session() as session:
-            current = self._department(session, self._uuid(department_id, "department_id"))
+            current = self._department(session, self._uuid(department_id, "department_id"),
+                                       lock="update")
             if current is None:
                 raise NotFound("Отдел не найден")
             if "regions" in changes:
@@ -183,6 +185,9 @@ class DirectoryService(PersistentService):
     def create_user(self, data: dict) -> dict:
         """Create a user (admin); a password enables local login. Emits user_changed."""
         self.caller.require("admin")
+        data = dict(data or {})
+        if isinstance(data.get("username"), str):  # "Ivanov" is the login "ivanov"
+            data["username"] = domain.normalise_username(data["username"])
         user = load(UserSchema(), data)
         domain.check_role_placement(user["role"], user["department_id"])
         password = user.pop("password")
@@ -195,7 +200,7 @@ class DirectoryService(PersistentService):
             created_at=now, updated_at=now,
         )
         with self.db.session() as session:
-            department = self._department(session, user["department_id"])
+            department = self._department(session, user["department_id"], lock="share")
             if user["department_id"] and department is None:
                 raise ValidationFailed("Отдел не найден", fields={"department_id": ["нет такого"]})
             try:
@@ -216,7 +221,7 @@ class DirectoryService(PersistentService):
             current = self._user(session, user_id)
             merged = dict(current) | changes
             domain.check_role_placement(merged["role"], merged["department_id"])
-            department = self._department(session, merged["department_id"])
+            department = self._department(session, merged["department_id"], lock="share")
             if merged["department_id"] and department is None:
                 raise ValidationFailed("Отдел не найден", fields={"department_id": ["нет такого"]})
             for key in ("email", "mailbox"):
@@ -266,11 +271,16 @@ class DirectoryService(PersistentService):
         return row
 
     @staticmethod
-    def _department(session, department_id):
+    def _department(session, department_id, lock: str | None = None):
+        """``lock="share"`` while placing a user in it (its regions go into the user's event),
+        ``lock="update"`` while changing it: so a move and a region change cannot interleave
+        and leave a user announced with the department's old regions."""
         if department_id is None:
             return None
-        return session.execute(
-            sa.select(departments).where(departments.c.id == department_id)).mappings().first()
+        query = sa.select(departments).where(departments.c.id == department_id)
+        if lock:
+            query = query.with_for_update(read=lock == "share")
+        return session.execute(query).mappings().first()
 
     @staticmethod
     def _region_codes(session) -> set[str]:

@@ -1,0 +1,48 @@
+"""The operator command that creates the first admin, against the real PostgreSQL (and the service
+that then lets the admin in)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.directory import admin
+
+from .support import contract_payload
+
+pytestmark = pytest.mark.integration
+
+
+def test_ensure_admin_is_idempotent(directory_db, sql):
+    assert admin.ensure_admin(directory_db, "admin", "first-password") is True
+    assert admin.ensure_admin(directory_db, "admin", "second-password") is False
+
+    [user] = sql.rows("SELECT id, username, role, active, department_id, password_hash "
+                      "FROM users")
+    assert (user["username"], user["role"], user["active"]) == ("admin", "admin", True)
+    assert user["department_id"] is None
+    assert user["password_hash"].startswith("$argon2")
+    [row] = sql.outbox("user_changed")
+    payload = contract_payload(row)
+    assert payload["user_id"] == user["id"]
+    assert (payload["username"], payload["role"], payload["regions"]) == ("admin", "admin", [])
+
+
+def test_the_ensured_admin_logs_in_with_the_first_password(directory_db, directory):
+    admin.ensure_admin(directory_db, "admin", "first-password")
+    admin.ensure_admin(directory_db, "admin", "second-password")
+
+    result = directory.call("authenticate", "admin", "first-password", caller=None)
+
+    assert result["role"] == "admin" and result["username"] == "admin"
+
+
+def test_main_reads_the_environment(directory_db, sql, monkeypatch, capsys):
+    monkeypatch.setenv("CRM_ADMIN_USERNAME", " Root ")
+    monkeypatch.setenv("CRM_ADMIN_PASSWORD", "root-password")
+
+    assert admin.main(["ensure-admin", "--url", directory_db]) == 0
+    assert admin.main(["ensure-admin", "--url", directory_db]) == 0
+
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["admin user 'root' created", "admin user 'root' already exists"]
+    assert sql.scalar("SELECT username FROM users") == "root"
