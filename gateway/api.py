@@ -17,20 +17,20 @@ from __future__ import annotations
 import json
 import logging
 
-from crm_platform.errors import DomainError, ValidationFailed
-from crm_platform.identity import IDENTITY_CONTEXT_KEY, Identity
-from crm_platform.web import HttpEndpoint, problem_response
 from eventlet.event import Event
 from marshmallow import Schema, ValidationError
 from nameko.exceptions import BadRequest, RemoteError
 from werkzeug.wrappers import Response
+
+from crm_platform.errors import DomainError, ValidationFailed
+from crm_platform.identity import IDENTITY_CONTEXT_KEY, Identity
+from crm_platform.web import PROBLEM_BASE, HttpEndpoint, problem_response
 
 from .auth import Authority
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
-PROBLEM_BASE = "https://roofcrm.dev/problems/"
 
 
 def problem_for(exc: Exception) -> Response:
@@ -117,18 +117,20 @@ class ApiEndpoint(HttpEndpoint):
                                    else {where: exc.messages}) from None
 
     def load_body(self, request):
-        if request.content_length and request.content_length > MAX_BODY_BYTES:
-            raise ValidationFailed("Тело запроса слишком велико",
+        too_big = ValidationFailed("Тело запроса слишком велико",
                                    fields={"body": [f"не больше {MAX_BODY_BYTES} байт"]})
+        if request.content_length and request.content_length > MAX_BODY_BYTES:
+            raise too_big
+        raw = request.stream.read(MAX_BODY_BYTES + 1)  # bounded even without Content-Length
+        if len(raw) > MAX_BODY_BYTES:
+            raise too_big
+        if not raw.strip():  # no body at all: an empty object, so the required fields are named
+            return self.load(self.body_schema(), {}, "body")
         if not (request.mimetype or "").endswith("json"):
             raise ValidationFailed("Ожидается JSON",
                                    fields={"body": ["Content-Type: application/json"]})
-        raw = request.get_data(cache=False)
-        if len(raw) > MAX_BODY_BYTES:
-            raise ValidationFailed("Тело запроса слишком велико",
-                                   fields={"body": [f"не больше {MAX_BODY_BYTES} байт"]})
         try:
-            data = json.loads(raw or b"null")
+            data = json.loads(raw)
         except ValueError as exc:
             raise ValidationFailed("Тело запроса — не JSON",
                                    fields={"body": [f"ошибка разбора JSON: {exc}"]}) from None

@@ -16,19 +16,30 @@ from __future__ import annotations
 import time
 
 import jwt
+from nameko.extensions import DependencyProvider, SharedExtension
+
 from crm_platform.errors import Unauthenticated
 from crm_platform.identity import ROLES, Identity
-from nameko.extensions import DependencyProvider, SharedExtension
 
 LOCAL_ISSUER = "roofcrm"
 LOCAL_AUDIENCE = "roofcrm-api"
 LOCAL_ALGORITHM = "HS256"
 
 
+def regions_claim(value) -> tuple[str, ...]:
+    """``crm_regions`` as a list of codes; an IdP may send one code as a plain string."""
+    if isinstance(value, str):
+        return tuple(code.strip() for code in value.split(",") if code.strip())
+    if isinstance(value, list):
+        return tuple(str(code) for code in value)
+    return ()
+
+
 def identity_from_claims(claims: dict) -> Identity:
     role = claims.get("crm_role")
     if role is None:  # IdPs often send a list of roles; take the first one we know
-        role = next((r for r in claims.get("roles", []) if r in ROLES), None)
+        roles = claims.get("roles")
+        role = next((r for r in roles if r in ROLES), None) if isinstance(roles, list) else None
     if not claims.get("sub") or role not in ROLES:
         raise Unauthenticated("В токене нет пользователя или роли CRM", code="invalid_token")
     return Identity(
@@ -37,7 +48,7 @@ def identity_from_claims(claims: dict) -> Identity:
         username=str(claims.get("preferred_username", "")),
         full_name=str(claims.get("name", "")),
         department_id=claims.get("crm_department_id"),
-        regions=tuple(claims.get("crm_regions") or ()),
+        regions=regions_claim(claims.get("crm_regions")),
     )
 
 

@@ -4,11 +4,12 @@ validates requests, and puts the caller's identity into the RPC context for serv
 
 from __future__ import annotations
 
+from nameko.rpc import RpcProxy, ServiceProxy
+
 from crm_platform.errors import NotFound, register_remote_errors
 from crm_platform.identity import Caller
 from crm_platform.service import ObservableService, json_response
 from crm_platform.web import http
-from nameko.rpc import RpcProxy, ServiceProxy
 
 from .api import api
 from .auth import Tokens
@@ -46,10 +47,6 @@ register_remote_errors()
 API_VERSION = "0.1.0"
 SERVICES_WITH_DEAD_LETTERS = ("directory", "clients", "deals", "telephony", "mail", "erp_bridge",
                               "reports", "payroll", "logistics")
-
-
-def _drop_none(data: dict) -> dict:
-    return {k: v for k, v in data.items() if v is not None}
 
 
 class GatewayService(ObservableService):
@@ -152,8 +149,3 @@ class GatewayService(ObservableService):
         if service not in SERVICES_WITH_DEAD_LETTERS:
             raise NotFound(f"Нет сервиса {service}")
         return self.services(service)
-
-    # -- anything else --------------------------------------------------------------------------
-    @api("GET,POST,PUT,PATCH,DELETE", "/api/<path:rest>", public=True, summary="unknown route")
-    def unknown_route(self, request, rest):
-        raise NotFound(f"Нет такого ресурса: /api/{rest}", code="no_such_route")

@@ -25,6 +25,22 @@ def problem_response(status: int, title: str, detail: str = "", *, type_: str = 
     return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=PROBLEM_MIME)
 
 
+PROBLEM_BASE = "https://roofcrm.dev/problems/"
+
+
+def routing_problem(exc: HTTPException, request) -> Response:
+    if exc.code == 404:
+        return problem_response(404, "Not Found", f"Нет такого ресурса: {request.path}",
+                                type_=PROBLEM_BASE + "no_such_route", code="no_such_route")
+    if exc.code == 405:
+        response = problem_response(
+            405, "Method Not Allowed", f"{request.method} не поддерживается для {request.path}",
+            type_=PROBLEM_BASE + "method_not_allowed", code="method_not_allowed")
+        response.headers["Allow"] = ", ".join(sorted(getattr(exc, "valid_methods", None) or ()))
+        return response
+    return problem_response(exc.code or 500, exc.name, exc.description or "")
+
+
 class ProblemWsgiApp(WsgiApp):
     def __call__(self, environ, start_response):
         request = Request(environ, shallow=True)
@@ -34,9 +50,7 @@ class ProblemWsgiApp(WsgiApp):
             request.path_values = values
             response = provider.handle_request(request)
         except HTTPException as exc:
-            response = problem_response(exc.code or 500, exc.name, exc.description or "")
-            if exc.code == 405 and getattr(exc, "valid_methods", None):
-                response.headers["Allow"] = ", ".join(exc.valid_methods)
+            response = routing_problem(exc, request)
         return response(environ, start_response)
 
 

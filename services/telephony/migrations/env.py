@@ -1,6 +1,6 @@
 from alembic import context
-from crm_platform.migrate import run_migrations
 
+from crm_platform.migrate import run_migrations
 from services.telephony.models import metadata
 
 run_migrations(context, metadata)
