@@ -4,7 +4,12 @@ validates requests, and puts the caller's identity into the RPC context for serv
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from nameko.rpc import RpcProxy, ServiceProxy
+from werkzeug.wrappers import Response
 
 from crm_platform.errors import NotFound, register_remote_errors
 from crm_platform.identity import Caller
@@ -29,6 +34,26 @@ from .schemas import (
     UserSchema,
     UserUpdateSchema,
 )
+
+TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                        autoescape=select_autoescape())
+
+
+@cache
+def api_spec(service_cls) -> dict:
+    """The OpenAPI document (built once: it only depends on the code)."""
+    return build_spec(service_cls, title="RoofCRM API", version=API_VERSION)
+
+
+def operation_groups(spec: dict) -> list[tuple[str, list[dict]]]:
+    """The spec's operations grouped by tag, for the index page."""
+    groups: dict[str, list[dict]] = {}
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            for tag in op.get("tags") or ["other"]:
+                groups.setdefault(tag, []).append(
+                    {"method": method.upper(), "path": path, "summary": op.get("summary", "")})
+    return sorted(groups.items())
 
 
 class AnyService(RpcProxy):
@@ -60,7 +85,16 @@ class GatewayService(ObservableService):
     # -- documents ------------------------------------------------------------------------------
     @http("GET", "/openapi.json")
     def openapi(self, request):
-        return json_response(build_spec(type(self), title="RoofCRM API", version=API_VERSION))
+        return json_response(self.spec())
+
+    @http("GET", "/")
+    def index(self, request):
+        """A page for people who open the gateway's address: what is here and where to start."""
+        html = TEMPLATES.get_template("index.html").render(groups=operation_groups(self.spec()))
+        return Response(html, mimetype="text/html")
+
+    def spec(self) -> dict:
+        return api_spec(type(self))
 
     # -- auth -----------------------------------------------------------------------------------
     @api("POST", "/api/v1/auth/login", body=LoginSchema, response=TokenSchema, public=True,

@@ -356,3 +356,12 @@ def test_dead_letters_of_an_unknown_service(api, admin_token):
 
 def test_dead_letters_need_a_token(api):
     problem(api.get("/api/v1/admin/dead-letters/directory"), 401, "missing_token")
+
+
+def test_the_index_page_lists_the_api_in_russian(api):
+    response = api.get("/")
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "Сервер CRM работает" in response.text
+    assert "/api/v1/auth/login" in response.text and "/openapi.json" in response.text
