@@ -19,6 +19,8 @@ from crm_platform.web import http
 from .api import api
 from .auth import Tokens
 from .openapi import build_spec
+from .routes.clients import ClientRoutes
+from .routes.clients_import import ClientImportRoutes
 from .schemas import (
     DeadLetterSchema,
     DepartmentSchema,
@@ -74,7 +76,7 @@ SERVICES_WITH_DEAD_LETTERS = ("directory", "clients", "deals", "telephony", "mai
                               "reports", "payroll", "logistics")
 
 
-class GatewayService(ObservableService):
+class GatewayService(ClientRoutes, ClientImportRoutes, ObservableService):
     name = "gateway"
 
     tokens = Tokens()

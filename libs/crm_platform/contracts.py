@@ -162,3 +162,78 @@ class UserChanged(Schema):
     extension = fields.String(allow_none=True, load_default=None)
     mailbox = fields.String(allow_none=True, load_default=None)
     active = fields.Boolean(required=True)
+
+
+# clients: the client base. Payloads carry ids and the few fields consumers key on; a consumer
+# that needs the card asks clients.get_client.
+
+
+class ClientSnapshot(Schema):
+    client_id = fields.UUID(required=True)
+    short_name = fields.String(required=True)
+    inn = fields.String(allow_none=True, load_default=None)
+    kpp = fields.String(allow_none=True, load_default=None)
+    region = fields.String(allow_none=True, load_default=None)
+    status = fields.String(required=True)
+    segment = fields.String(allow_none=True, load_default=None)
+    owner_id = fields.UUID(allow_none=True, load_default=None)
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    phones = fields.List(fields.String(), load_default=list)
+    emails = fields.List(fields.String(), load_default=list)
+    erp_counterparty_guid = fields.UUID(allow_none=True, load_default=None)
+    erp_partner_guid = fields.UUID(allow_none=True, load_default=None)
+    changed_by = fields.UUID(allow_none=True, load_default=None)
+
+
+@contract("clients", "client_created")
+class ClientCreated(ClientSnapshot):
+    """A client entered the base (by hand, from a lead, an import or the ERP)."""
+
+    source = fields.String(allow_none=True, load_default=None)
+
+
+@contract("clients", "client_updated")
+class ClientUpdated(ClientSnapshot):
+    """A client's card changed; ``changed_fields`` names what."""
+
+    changed_fields = fields.List(fields.String(), required=True)
+
+
+@contract("clients", "client_owner_changed")
+class ClientOwnerChanged(Schema):
+    """Ownership moved: hand-over, claim from the pool, release to the pool (new owner null),
+    arbitration by the sales head, merge. Deals and tasks of the client follow the new owner."""
+
+    client_id = fields.UUID(required=True)
+    previous_owner_id = fields.UUID(allow_none=True, load_default=None)
+    new_owner_id = fields.UUID(allow_none=True, load_default=None)
+    previous_department_id = fields.UUID(allow_none=True, load_default=None)
+    new_department_id = fields.UUID(allow_none=True, load_default=None)
+    reason = fields.String(required=True, validate=validate.OneOf(
+        ["transfer", "claim", "release", "arbitration", "merge", "import"]))
+    batch_id = fields.UUID(allow_none=True, load_default=None)
+    include_open_deals = fields.Boolean(load_default=True)
+    include_open_tasks = fields.Boolean(load_default=True)
+    changed_by = fields.UUID(allow_none=True, load_default=None)
+
+
+@contract("clients", "clients_merged")
+class ClientsMerged(Schema):
+    """``merged_id`` was a duplicate of ``survivor_id`` and is gone: every reference to it (deals,
+    calls, e-mails, ERP links, read models) must now point at the survivor."""
+
+    survivor_id = fields.UUID(required=True)
+    merged_id = fields.UUID(required=True)
+    changed_by = fields.UUID(allow_none=True, load_default=None)
+
+
+@contract("clients", "card_reading_alert")
+class CardReadingAlert(Schema):
+    """A user read far more client cards today than usual: for the sales head's attention."""
+
+    user_id = fields.UUID(required=True)
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    head_user_id = fields.UUID(allow_none=True, load_default=None)
+    day = fields.Date(required=True)
+    reads_today = fields.Integer(required=True)
+    usual_per_day = fields.Float(required=True)

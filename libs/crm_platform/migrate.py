@@ -48,13 +48,16 @@ def run_migrations(context, target_metadata) -> None:
 
     config = context.config
     connectable = engine_from_config(
-        config.get_section(config.config_ini_section) or {
-            "sqlalchemy.url": config.get_main_option("sqlalchemy.url")},
+        {"sqlalchemy.url": config.get_main_option("sqlalchemy.url")},
         prefix="sqlalchemy.",
         poolclass=pool.NullPool,
     )
     with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata,
+        # The platform tables (outbox, processed_events) live in every service's database.
+        from .tables import platform_metadata
+
+        context.configure(connection=connection,
+                          target_metadata=[target_metadata, platform_metadata],
                           compare_type=True)
         with context.begin_transaction():
             context.run_migrations()
