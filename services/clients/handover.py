@@ -1,4 +1,4 @@
-"""Entrypoints of the clients service for hand-over of clients between managers and the merge of duplicates.
+"""Entrypoints of the clients service: hand-over between managers and the merge of duplicates.
 
 A mixin of ``ClientsService`` (nameko finds inherited entrypoints): it uses the service's
 ``db``, ``outbox``, ``caller`` and ``config`` and its helpers (``_card``, ``_change_owner``,
