@@ -9,6 +9,8 @@ from crm_platform.errors import ValidationFailed
 
 from ..schemas import ClientInputSchema, ContactSchema
 from .normalize import (
+    ABBREVIATIONS,
+    QUOTES,
     FieldError,
     name_key,
     normalise_email,
@@ -69,7 +71,7 @@ def normalise_client(data: dict, *, partial: bool = False) -> dict:
     errors = Errors()
     if "short_name" in card:
         form, bare = split_legal_form(card["short_name"])
-        if not bare:
+        if not bare or bare.strip(QUOTES + ". ").upper() in ABBREVIATIONS:
             errors.add("short_name", "нужно название, а не только форма собственности")
         if form and not card.get("legal_form"):
             card["legal_form"] = form

@@ -140,13 +140,15 @@ def split_legal_form(name: str) -> tuple[str | None, str]:
             start = lowered.index(spelled)
             text = (text[:start] + text[start + len(spelled):]).strip(" ,")
             return short, text.strip(QUOTES + " ,")
-    tokens = re.split(r"[\s,]+", text)
-    form = next((t.strip(QUOTES + ".").upper() for t in tokens
-                 if t.strip(QUOTES + ".").upper() in ABBREVIATIONS), None)
-    if form:
-        tokens = [t for t in tokens if t.strip(QUOTES + ".").upper() != form]
-        text = " ".join(tokens)
-    return form, text.strip(QUOTES + " ,")
+    tokens = [t for t in re.split(r"[\s,]+", text) if t]
+    bare = [t.strip(QUOTES + ".").upper() for t in tokens]
+    position = next((i for i, t in enumerate(bare) if t in ABBREVIATIONS), None)
+    # A company may be *called* like a form ("АНО"): only a form beside a name is a form.
+    if position is None or len(tokens) == 1:
+        return None, text.strip(QUOTES + " ,")
+    form = bare[position]
+    rest = " ".join(tokens[:position] + tokens[position + 1:])
+    return form, rest.strip(QUOTES + " ,")
 
 
 def name_key(name: str) -> str:
