@@ -237,3 +237,125 @@ class CardReadingAlert(Schema):
     day = fields.Date(required=True)
     reads_today = fields.Integer(required=True)
     usual_per_day = fields.Float(required=True)
+
+
+# erp_bridge: posted ERP documents that bear on a client. The bridge resolves the counterparty to a
+# CRM client when it can (``client_id``), else passes the 1C counterparty GUID; it emits a newer
+# version only (stale versions are dropped at the bridge), and ``*_unposted`` / ``*_deleted`` carry
+# the last known header so a consumer can reverse the document's effect without reading anything.
+
+
+class ErpDocumentFact(Schema):
+    """The header of one ERP document (invoice or shipment) in its current version."""
+
+    document_guid = fields.UUID(required=True)          # 1C Ссылка (Ref_Key)
+    document_version = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    client_id = fields.UUID(allow_none=True, load_default=None)          # null: not matched yet
+    counterparty_guid = fields.UUID(allow_none=True, load_default=None)  # 1C Контрагент
+    number = fields.String(required=True, validate=validate.Length(max=100))
+    document_date = fields.AwareDateTime(required=True)
+    amount = fields.Decimal(required=True, places=2, as_string=True, allow_nan=False)
+    currency = fields.String(load_default="RUB", dump_default="RUB",
+                             validate=validate.Length(equal=3))
+    order_guid = fields.UUID(allow_none=True, load_default=None)  # the customer order, if known
+
+
+@contract("erp_bridge", "erp_invoice_posted")
+class ErpInvoicePosted(ErpDocumentFact):
+    """An invoice for payment (СчетНаОплатуКлиенту) was posted for the first time."""
+
+
+@contract("erp_bridge", "erp_invoice_changed")
+class ErpInvoiceChanged(ErpDocumentFact):
+    """A newer version of a posted invoice: its sum, date or counterparty replace the old ones."""
+
+
+@contract("erp_bridge", "erp_invoice_unposted")
+class ErpInvoiceUnposted(ErpDocumentFact):
+    """An invoice was un-posted: its effect is reversed until it is posted again."""
+
+
+@contract("erp_bridge", "erp_invoice_deleted")
+class ErpInvoiceDeleted(ErpDocumentFact):
+    """An invoice got a deletion mark or was deleted in 1C: its effect is reversed."""
+
+
+@contract("erp_bridge", "erp_shipment_posted")
+class ErpShipmentPosted(ErpDocumentFact):
+    """A shipment (РеализацияТоваровУслуг, the realisation: revenue) was posted for the first
+    time."""
+
+
+@contract("erp_bridge", "erp_shipment_changed")
+class ErpShipmentChanged(ErpDocumentFact):
+    """A newer version of a posted shipment replaces the old one."""
+
+
+@contract("erp_bridge", "erp_shipment_unposted")
+class ErpShipmentUnposted(ErpDocumentFact):
+    """A shipment was un-posted: its effect is reversed until it is posted again."""
+
+
+@contract("erp_bridge", "erp_shipment_deleted")
+class ErpShipmentDeleted(ErpDocumentFact):
+    """A shipment got a deletion mark or was deleted in 1C: its effect is reversed."""
+
+
+# telephony, mail, deals: the facts other services need of calls, e-mails and deals.
+
+
+@contract("telephony", "call_registered")
+class CallRegistered(Schema):
+    """A finished call (inbound or outbound, answered or missed), matched to a client and contact
+    by number when possible; ``user_id`` is the manager on the extension, null for a queue."""
+
+    call_id = fields.UUID(required=True)
+    client_id = fields.UUID(allow_none=True, load_default=None)
+    contact_id = fields.UUID(allow_none=True, load_default=None)
+    user_id = fields.UUID(allow_none=True, load_default=None)
+    direction = fields.String(required=True, validate=validate.OneOf(["inbound", "outbound"]))
+    answered = fields.Boolean(required=True)
+    started_at = fields.AwareDateTime(required=True)
+    duration_seconds = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
+@contract("mail", "email_registered")
+class EmailRegistered(Schema):
+    """An e-mail received from or sent to a client (synced from a mailbox or sent from the CRM);
+    ``message_id`` is the RFC 5322 Message-ID, ``user_id`` the mailbox's manager."""
+
+    message_id = fields.String(required=True, validate=validate.Length(min=1, max=998))
+    client_id = fields.UUID(allow_none=True, load_default=None)
+    user_id = fields.UUID(allow_none=True, load_default=None)
+    direction = fields.String(required=True, validate=validate.OneOf(["inbound", "outbound"]))
+    sent_at = fields.AwareDateTime(required=True)
+
+
+@contract("deals", "deal_created")
+class DealCreated(Schema):
+    """A deal (lead, interest) entered the funnel; ``source`` is how it came (call, email, web,
+    manual, campaign, ...)."""
+
+    deal_id = fields.UUID(required=True)
+    client_id = fields.UUID(allow_none=True, load_default=None)
+    owner_id = fields.UUID(required=True)
+    created_at = fields.AwareDateTime(required=True)
+    source = fields.String(allow_none=True, load_default=None)
+
+
+# clients: reactivation campaigns.
+
+
+@contract("clients", "reactivation_call_requested")
+class ReactivationCallRequested(Schema):
+    """A reactivation campaign asks the client's owner to call the client back by ``due_at`` (one
+    event per target; the deals service turns it into a call-back task). ``owner_id`` null: the
+    client is in the pool of ``department_id``, the task goes to that department's queue."""
+
+    campaign_id = fields.UUID(required=True)
+    campaign_name = fields.String(required=True)
+    client_id = fields.UUID(required=True)
+    owner_id = fields.UUID(allow_none=True, load_default=None)
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    due_at = fields.AwareDateTime(required=True)
+    requested_by = fields.UUID(allow_none=True, load_default=None)
