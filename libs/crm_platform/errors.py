@@ -5,6 +5,8 @@ this module, so that ``remote_error`` rebuilds the same classes) maps each to an
 RFC 9457 problem document. Arguments stay JSON-friendly because they cross the wire.
 """
 
+import json
+
 from nameko.exceptions import registry
 
 
@@ -16,13 +18,18 @@ class DomainError(Exception):
     title = "Bad request"
     code = "bad_request"
 
-    def __init__(self, detail: str = "", fields: dict | None = None, code: str | None = None,
-                 extra: dict | None = None):
-        super().__init__(detail, fields or {}, code or self.code, extra or {})
+    def __init__(self, detail: str = "", fields: dict | str | None = None,
+                 code: str | None = None, extra: dict | str | None = None):
+        # nameko stringifies every non-string argument on the wire (2 -> "2", None -> "None"):
+        # fields and extra travel as JSON text and come back with their types.
+        fields = json.loads(fields) if isinstance(fields, str) else (fields or {})
+        extra = json.loads(extra) if isinstance(extra, str) else (extra or {})
+        super().__init__(detail, json.dumps(fields, ensure_ascii=False, default=str),
+                         code or self.code, json.dumps(extra, ensure_ascii=False, default=str))
         self.detail = detail
-        self.fields = fields or {}
+        self.fields = fields
         self.code = code or type(self).code
-        self.extra = extra or {}
+        self.extra = extra
 
     def __str__(self):
         return self.detail or self.title

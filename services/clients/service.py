@@ -25,7 +25,12 @@ from crm_platform.service import PersistentService
 
 from . import store
 from .domain import access
-from .domain.card import identifiers_of, normalise_client, normalise_contact
+from .domain.card import (
+    identifiers_of,
+    normalise_client,
+    normalise_client_and_contacts,
+    normalise_contact,
+)
 from .domain.matching import rank
 from .exports import ExportEntrypoints
 from .handover import HandoverEntrypoints
@@ -76,8 +81,9 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
         emails, contacts): each with its reasons, whether it blocks creation, and its owner and
         department. Only names and owners of others' clients are shown, no personal data."""
         self.caller.require()
-        card = normalise_client(candidate, partial=True)
-        contacts_in = [normalise_contact(c, partial=True) for c in candidate.get("contacts", [])]
+        card, contacts_in = normalise_client_and_contacts(
+            {k: v for k, v in candidate.items() if k != "contacts"}, candidate.get("contacts"),
+            partial=True)
         with self.db.session() as session:
             return self._matches(session, card, contacts_in)
 
@@ -107,8 +113,7 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
         the owner and department); a sales head or director may pass ``override``. A manager
         creates for themself; heads may give ``owner_id`` (null: the department pool)."""
         identity = self.caller.require("manager", "sales_head", "director", "integration")
-        card = normalise_client(data)
-        contacts_in = [normalise_contact(c) for c in (contacts or [])]
+        card, contacts_in = normalise_client_and_contacts(data, contacts)
         for contact in contacts_in:
             contact["id"] = uuid.uuid4()
         now = utcnow()
@@ -196,10 +201,17 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
         now = utcnow()
         with self.db.session() as session:
             row = store.client_row(session, client_id)
-            access.require_read(identity, row)
+            if not access.can_read(identity, row):
+                self._audit_denial(identity, "read_denied", now, row["id"])
+                access.require_read(identity, row)
             store.audit(session, identity, "read", now, row["id"], fields=PERSONAL_FIELDS)
             self._count_read(session, identity, now)
             return self._card(session, identity, row["id"])
+
+    def _audit_denial(self, identity, action, now, client_id):
+        """Refusals are audited in their own transaction: the refused call's rolls back."""
+        with self.db.session() as session:
+            store.audit(session, identity, action, now, client_id)
 
     def _count_read(self, session, identity, now):
         """Count the card reads of the day; far above the user's usual rate (``CARD_READ_ALERT_
@@ -285,7 +297,7 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
             text = str(filters["q"]).strip()
             number = digits(text)
             conditions = [c.name_key.op("%")(name_key(text)) if name_key(text) else sa.false(),
-                          c.short_name.ilike(f"%{text}%")]
+                          c.short_name.icontains(text, autoescape=True)]
             if len(number) >= 5:
                 conditions += [c.inn.startswith(number),
                                c.phones.any(f"+7{number[-10:]}") if len(number) >= 10
@@ -419,6 +431,8 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
         now = utcnow()
         with self.db.session() as session:
             row = store.client_row(session, client_id, lock=True)
+            if str(row["department_id"]) != str(identity.department_id):
+                raise Forbidden("Клиент другого отдела", code="client_access_denied")
             if row["owner_id"] is not None:
                 names = store.staff_names(session, [row["owner_id"]])
                 raise Conflict(f"Клиента уже взял в работу {names.get(row['owner_id']) or '—'}",

@@ -129,3 +129,24 @@ def identifiers_of(card: dict, contacts: list[dict] = ()) -> list[tuple[str, str
         for email in contact.get("emails") or []:
             keys.append(("email", email, contact.get("id")))
     return keys
+
+
+def normalise_client_and_contacts(data: dict, contacts: list[dict] | None, *,
+                                  partial: bool = False) -> tuple[dict, list[dict]]:
+    """The card and its contacts, with every error at once: a contact's are named by their place
+    (``contacts.0.phones.1``), so they cannot be mistaken for the card's own."""
+    fields: dict = {}
+    card, normalised = {}, []
+    try:
+        card = normalise_client(data, partial=partial)
+    except ValidationFailed as exc:
+        fields.update(exc.fields)
+    for i, contact in enumerate(contacts or []):
+        try:
+            normalised.append(normalise_contact(contact, partial=partial))
+        except ValidationFailed as exc:
+            for name, reasons in exc.fields.items():
+                fields[f"contacts.{i}.{name}"] = reasons
+    if fields:
+        raise ValidationFailed("Карточка клиента не прошла проверку", fields=fields)
+    return card, normalised
