@@ -139,7 +139,75 @@ def load_organisation(api: Api, progress: Progress, managers_per_department: int
     return created
 
 
-STEPS = [("organisation", load_organisation)]
+ROOTS = ["Строй", "Металл", "Кровля", "Профиль", "Урал", "Сиб", "Волга", "Техно", "Фасад",
+         "Монтаж", "Сталь", "Дом", "Ангар", "Агро", "Север", "Юг", "Центр", "Регион"]
+TAILS = ["металл", "снаб", "торг", "комплект", "сервис", "маркет", "строй", "инвест", "пром",
+         "холдинг", "ресурс", "групп"]
+INDUSTRIES = ["строительство", "дилер", "кровельные работы", "агрохолдинг", "склады и ангары",
+              "частное домостроение"]
+CITY_CODES = {"center": "495", "northwest": "812", "volga": "843", "south": "861", "ural": "343",
+              "siberia": "383"}
+
+
+def company_inn(rng: random.Random) -> str:
+    from stdnum.ru import inn
+
+    body = f"{rng.randint(1, 99):02d}{rng.randint(0, 9999999):07d}"
+    return body + inn.calc_company_check_digit(body)
+
+
+def client_plan(rng: random.Random, department: str, regions: list[str], n: int) -> list[dict]:
+    plan = []
+    for _ in range(n):
+        name = rng.choice(ROOTS) + rng.choice(TAILS)
+        if rng.random() < 0.3:
+            name += rng.choice([" Плюс", "-Юг", "-Центр", " Групп", " Урал", "-Сервис"])
+        inn = company_inn(rng)
+        phone = f"+7{CITY_CODES[department]}{rng.randint(1000000, 9999999)}"
+        domain = f"{name.lower().replace(' ', '').replace('-', '')}{rng.randint(1, 999)}.ru"
+        contact = person(rng)
+        plan.append({
+            "short_name": f"{rng.choice(['ООО', 'ООО', 'ООО', 'АО'])} «{name}»",
+            "inn": inn, "kpp": f"{inn[:4]}01001", "region": rng.choice(regions),
+            "phones": [phone], "emails": [f"info@{domain}"], "website": domain,
+            "industry": rng.choice(INDUSTRIES),
+            "status": rng.choice(["potential", "potential", "active", "active", "dormant"]),
+            "source": rng.choice(["звонок", "сайт", "выставка", "рекомендация", "1С"]),
+            "contacts": [{"full_name": contact, "position": rng.choice(
+                ["директор", "снабженец", "главный инженер", "прораб"]),
+                "phones": [f"+79{rng.randint(10, 99)}{rng.randint(1000000, 9999999)}"],
+                "emails": [f"{rng.choice(['zakup', 'snab', 'office'])}@{domain}"]}],
+        })
+    return plan
+
+
+def load_clients(api: Api, progress: Progress, managers_per_department: int) -> int:
+    """Clients with contacts for every manager (entered as that manager) and a pool per
+    department (entered by its head); a re-run finds them as the managers' own duplicates."""
+    rng = random.Random(11)
+    plan = []
+    for key, _name, regions in DEPARTMENTS:
+        for n in range(1, managers_per_department + 1):
+            plan += [(f"m.{key}.{n}", c) for c in client_plan(rng, key, regions, 6)]
+        plan += [(f"head.{key}", c) for c in client_plan(rng, key, regions, 10)]
+    task = progress.add_task("клиенты", total=len(plan))
+    sessions: dict[str, Api] = {}
+    created = 0
+    for username, client in plan:
+        if username not in sessions:
+            sessions[username] = Api(api.base)
+            sessions[username].login(username, DEMO_PASSWORD)
+        response = sessions[username].http.post(f"{api.base}/api/v1/clients", json=client,
+                                                timeout=30)
+        if response.status_code == 201:
+            created += 1
+        elif response.status_code not in (200, 409):  # 200/409: already there (re-run)
+            Api.check(response)
+        progress.advance(task)
+    return created
+
+
+STEPS = [("organisation", load_organisation), ("clients", load_clients)]
 
 
 def main(argv=None) -> int:

@@ -46,3 +46,19 @@ def test_main_reads_the_environment(directory_db, sql, monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out == ["admin user 'root' created", "admin user 'root' already exists"]
     assert sql.scalar("SELECT username FROM users") == "root"
+
+
+def test_republish_announces_the_whole_organisation_again(directory, sql, directory_db):
+    from services.directory.admin import republish
+
+    dept = directory.department("Отдел для повтора", regions=["RU-SVE"])
+    directory.user("m.repeat", role="manager", department_id=dept["id"])
+    before = len(sql.outbox())
+
+    assert republish(directory_db) == sql.count("departments") + sql.count("users")
+
+    again = sql.outbox()[before:]
+    assert [row["type"] for row in again].count("department_changed") == 1
+    users_again = [row["envelope"]["payload"] for row in again if row["type"] == "user_changed"]
+    [repeat] = [u for u in users_again if u["username"] == "m.repeat"]
+    assert repeat["regions"] == ["RU-SVE"] and repeat["department_id"] == dept["id"]
