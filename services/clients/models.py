@@ -46,6 +46,8 @@ clients = sa.Table(
 sa.Index("ix_clients_owner", clients.c.owner_id)
 sa.Index("ix_clients_department", clients.c.department_id, clients.c.status)
 sa.Index("ix_clients_inn", clients.c.inn)
+sa.Index("ix_clients_name_key", clients.c.name_key)
+sa.Index("ix_clients_erp_counterparty", clients.c.erp_counterparty_guid)
 sa.Index("ix_clients_name_trgm", clients.c.name_key, postgresql_using="gin",
          postgresql_ops={"name_key": "gin_trgm_ops"})
 

@@ -76,20 +76,29 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
 
     # -- the duplicate check ----------------------------------------------------------------------
     @rpc
-    def find_duplicates(self, candidate: dict) -> list[dict]:
+    def find_duplicates(self, candidate: dict, similar: bool = True) -> list[dict]:
         """Ranked matches for a would-be client or lead (any of short_name, inn, kpp, phones,
         emails, contacts): each with its reasons, whether it blocks creation, and its owner and
-        department. Only names and owners of others' clients are shown, no personal data."""
+        department. Only names and owners of others' clients are shown, no personal data.
+        ``similar`` adds names that are alike but not the same (typos, extra words): shown, never
+        blocking, and the slow part at a million clients — leave it out for the entry check."""
         self.caller.require()
         card, contacts_in = normalise_client_and_contacts(
             {k: v for k, v in candidate.items() if k != "contacts"}, candidate.get("contacts"),
             partial=True)
         with self.db.session() as session:
-            return self._matches(session, card, contacts_in)
+            return self._matches(session, card, contacts_in, similar=similar)
 
-    def _matches(self, session, card: dict, contacts_in: list[dict]) -> list[dict]:
-        ranked = rank(card, store.exact_hits(session, identifiers_of(card, contacts_in)),
-                      store.fuzzy_hits(session, card.get("name_key", "")))
+    def _matches(self, session, card: dict, contacts_in: list[dict],
+                 similar: bool = True) -> list[dict]:
+        """What blocks is decided by exact keys: identifiers and the normalised name (btree, a few
+        ms at a million clients); ``similar`` adds the trigram search for look-alike names."""
+        key = card.get("name_key", "")
+        names = store.same_name_hits(session, key)
+        if similar:
+            seen = {row["id"] for row, _ in names}
+            names += [hit for hit in store.fuzzy_hits(session, key) if hit[0]["id"] not in seen]
+        ranked = rank(card, store.exact_hits(session, identifiers_of(card, contacts_in)), names)
         rows = [row for _, row in ranked]
         names = store.staff_names(session, [r["owner_id"] for r in rows])
         depts = store.department_names(session, [r["department_id"] for r in rows])
@@ -122,7 +131,8 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
             keys = identifiers_of(card, contacts_in)
             store.lock_keys(session, [f"{k}:{v}" for k, v, _ in keys]
                             + [f"name:{card['name_key']}"])
-            blocking = [m for m in self._matches(session, card, contacts_in) if m["blocking"]]
+            blocking = [m for m in self._matches(session, card, contacts_in, similar=False)
+                        if m["blocking"]]
             if blocking:
                 existing = self._resolve_duplicate(session, identity, blocking[0], override)
                 if existing is not None:
@@ -340,7 +350,7 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
             contact_rows = store.contacts_of(session, [row["id"]]).get(row["id"], [])
             keys = identifiers_of(updated, contact_rows)
             store.lock_keys(session, [f"{k}:{v}" for k, v, _ in keys])
-            blocking = [m for m in self._matches(session, updated, contact_rows)
+            blocking = [m for m in self._matches(session, updated, contact_rows, similar=False)
                         if m["blocking"] and m["client_id"] != str(row["id"])
                         and {r["reason"] for r in m["reasons"]} - {"name"}]
             if blocking:
