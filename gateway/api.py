@@ -73,7 +73,8 @@ class ApiEndpoint(HttpEndpoint):
     def __init__(self, method, url, *, body: type[Schema] | None = None,
                  query: type[Schema] | None = None, response: type[Schema] | None = None,
                  many: bool = False, status: int = 200, public: bool = False,
-                 summary: str = "", tags: tuple[str, ...] | list[str] = (), **kwargs):
+                 summary: str = "", tags: tuple[str, ...] | list[str] = (),
+                 max_body_bytes: int = MAX_BODY_BYTES, **kwargs):
         super().__init__(method, url, **kwargs)
         self.body_schema = body
         self.query_schema = query
@@ -83,6 +84,7 @@ class ApiEndpoint(HttpEndpoint):
         self.public = public
         self.summary = summary
         self.tags = list(tags)
+        self.max_body_bytes = max_body_bytes  # larger for file uploads (the client import)
 
     def handle_request(self, request):
         request.shallow = False
@@ -117,12 +119,13 @@ class ApiEndpoint(HttpEndpoint):
                                    else {where: exc.messages}) from None
 
     def load_body(self, request):
+        limit = self.max_body_bytes
         too_big = ValidationFailed("Тело запроса слишком велико",
-                                   fields={"body": [f"не больше {MAX_BODY_BYTES} байт"]})
-        if request.content_length and request.content_length > MAX_BODY_BYTES:
+                                   fields={"body": [f"не больше {limit} байт"]})
+        if request.content_length and request.content_length > limit:
             raise too_big
-        raw = request.stream.read(MAX_BODY_BYTES + 1)  # bounded even without Content-Length
-        if len(raw) > MAX_BODY_BYTES:
+        raw = request.stream.read(limit + 1)  # bounded even without Content-Length
+        if len(raw) > limit:
             raise too_big
         if not raw.strip():  # no body at all: an empty object, so the required fields are named
             return self.load(self.body_schema(), {}, "body")

@@ -52,6 +52,9 @@ from .segmentation import SegmentationEntrypoints
 CARD_FIELDS = ("short_name", "full_name", "legal_form", "inn", "kpp", "ogrn", "region",
                "addresses", "phones", "emails", "website", "industry", "segment", "status",
                "source", "erp_partner_guid", "erp_counterparty_guid")
+# Trigram similarity from which a name answers the search box ("кровля альфа" finds "Альфа
+# Кровля" but not "Волга Кровля", 0.39).
+SEARCH_SIMILARITY = 0.45
 # Fields that hold personal data (of contact persons and sole traders): their reads are audited.
 PERSONAL_FIELDS = ("phones", "emails", "addresses", "contacts")
 
@@ -282,6 +285,9 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
             query = query.where(visible)
         query = self._apply_filters(query, filters)
         with self.db.session() as session:
+            if filters.get("q"):
+                # `%` compares with the connection's pg_trgm limit: set ours, never inherit one.
+                session.execute(sa.select(sa.func.set_limit(SEARCH_SIMILARITY)))
             total = session.execute(
                 sa.select(sa.func.count()).select_from(query.subquery())).scalar()
             rows = session.execute(query.order_by(clients.c.created_at.desc(), clients.c.id)

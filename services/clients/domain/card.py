@@ -22,6 +22,10 @@ from .normalize import (
     split_legal_form,
 )
 
+# Built once: a marshmallow schema per call costs a third of normalising a 20,000-row import.
+_CLIENT_INPUT = ClientInputSchema()
+_CONTACT_INPUT = ContactSchema()
+
 
 class Errors:
     def __init__(self):
@@ -64,7 +68,7 @@ def normalise_emails(errors: Errors, field: str, values) -> list[str]:
 def normalise_client(data: dict, *, partial: bool = False) -> dict:
     """Raw input -> a normalised card (only the given fields when ``partial``)."""
     try:
-        card = ClientInputSchema().load(data or {}, partial=partial)
+        card = _CLIENT_INPUT.load(data or {}, partial=partial)
     except ValidationError as exc:
         raise ValidationFailed("Карточка клиента не прошла проверку",
                                fields=exc.messages) from None
@@ -98,7 +102,7 @@ def normalise_client(data: dict, *, partial: bool = False) -> dict:
 
 def normalise_contact(data: dict, *, partial: bool = False) -> dict:
     try:
-        contact = ContactSchema().load(data or {}, partial=partial)
+        contact = _CONTACT_INPUT.load(data or {}, partial=partial)
     except ValidationError as exc:
         raise ValidationFailed("Контакт не прошёл проверку", fields=exc.messages) from None
     errors = Errors()
