@@ -21,6 +21,7 @@ from .auth import Tokens
 from .openapi import build_spec
 from .routes.clients import ClientRoutes
 from .routes.clients_import import ClientImportRoutes
+from .routes.clients_ops import ClientOperationsRoutes
 from .schemas import (
     DeadLetterSchema,
     DepartmentSchema,
@@ -76,7 +77,8 @@ SERVICES_WITH_DEAD_LETTERS = ("directory", "clients", "deals", "telephony", "mai
                               "reports", "payroll", "logistics")
 
 
-class GatewayService(ClientRoutes, ClientImportRoutes, ObservableService):
+class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes,
+                     ObservableService):
     name = "gateway"
 
     tokens = Tokens()
