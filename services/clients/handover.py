@@ -45,6 +45,7 @@ from .models import (
     ownership_history,
     staff,
 )
+from .payloads import snapshot
 
 # Who may own clients (and so receive them in a hand-over).
 OWNER_ROLES = ("manager", "sales_head")
@@ -160,7 +161,6 @@ class HandoverEntrypoints:
         with itself (``same_client``), an already merged one (``already_merged``), different INNs
         (``different_inn``: other legal entities), KPPs (``different_kpp``: other branches) or
         OGRNs (``different_ogrn``)."""
-        from .service import snapshot  # the service module imports this one
 
         identity = self.caller.require("sales_head", "director")
         survivor_uuid = store.as_uuid(survivor_id, "survivor_id")

@@ -58,6 +58,7 @@ from .domain.importing import ImportRow, decode_file, plan_merge, prepare
 from .domain.matching import rank
 from .models import audit_log, clients, identifiers, ownership_history
 from .models import contacts as contact_table
+from .payloads import CARD_FIELDS, snapshot
 
 IMPORT_ROLES = ("manager", "sales_head", "director")
 # Reasons of a match that are exact identifiers (not a similar name).
@@ -393,7 +394,6 @@ class ImportRun:
                             matched_by=_reasons(match))
 
     def _create(self, row: ImportRow, owner) -> None:
-        from .service import CARD_FIELDS  # the service module imports this one
 
         owner_id, department_id = owner
         card, identity, now = row.card, self.identity, self.now
@@ -465,7 +465,6 @@ class ImportRun:
                 "department_id": _str(department_id), "totals": totals, "rows": entries}
 
     def _write(self, totals: dict) -> None:
-        from .service import CARD_FIELDS, snapshot  # the service module imports this one
 
         identity, now, session = self.identity, self.now, self.session
         created = [t for t in self.targets.values() if t.created]

@@ -50,6 +50,7 @@ from .models import (
     erp_documents,
     segments,
 )
+from .payloads import snapshot
 from .schemas import ClientSchema
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,6 @@ class SegmentationEntrypoints:
 
     def _set_status(self, session, row: dict, status: str, now, cause: str,
                     identity=None) -> None:
-        from .service import snapshot  # the service module imports this one
 
         previous = row["status"]
         session.execute(sa.update(clients).where(clients.c.id == row["id"]).values(

@@ -46,29 +46,15 @@ from .models import (
 from .models import (
     contacts as contact_table,
 )
+from .payloads import CARD_FIELDS, snapshot
 from .schemas import ClientSchema, ContactSchema
 from .segmentation import SegmentationEntrypoints
 
-CARD_FIELDS = ("short_name", "full_name", "legal_form", "inn", "kpp", "ogrn", "region",
-               "addresses", "phones", "emails", "website", "industry", "segment", "status",
-               "source", "erp_partner_guid", "erp_counterparty_guid")
 # Trigram similarity from which a name answers the search box ("кровля альфа" finds "Альфа
 # Кровля" but not "Волга Кровля", 0.39).
 SEARCH_SIMILARITY = 0.45
 # Fields that hold personal data (of contact persons and sole traders): their reads are audited.
 PERSONAL_FIELDS = ("phones", "emails", "addresses", "contacts")
-
-
-def snapshot(client: dict, by=None) -> dict:
-    """The common part of client events."""
-    return {
-        "client_id": client["id"], "short_name": client["short_name"], "inn": client["inn"],
-        "kpp": client["kpp"], "region": client["region"], "status": client["status"],
-        "segment": client["segment"], "owner_id": client["owner_id"],
-        "department_id": client["department_id"], "phones": client["phones"],
-        "emails": client["emails"], "erp_counterparty_guid": client["erp_counterparty_guid"],
-        "erp_partner_guid": client["erp_partner_guid"], "changed_by": by,
-    }
 
 
 class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypoints,
@@ -168,18 +154,23 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
                                 code="owner_not_allowed")
             return uuid.UUID(identity.user_id), identity.department_id
         if owner_id:
-            member = store.staff_member(session, store.as_uuid(owner_id, "owner_id"))
-            if member is None or not member["active"]:
-                raise ValidationFailed("Нет такого сотрудника",
-                                       fields={"owner_id": ["неизвестный или неактивный"]})
-            if identity.role == "sales_head" and str(member["department_id"]) != \
-                    identity.department_id:
-                raise Forbidden("Можно назначать только сотрудников своего отдела",
-                                code="owner_not_allowed")
-            return member["user_id"], member["department_id"]
+            return self._assignable_owner(session, identity, owner_id)
         if identity.role == "sales_head":
             return None, identity.department_id  # the department's pool
         return None, None
+
+    @staticmethod
+    def _assignable_owner(session, identity, owner_id):
+        """(user id, department id) of an active colleague a head may give clients to."""
+        member = store.staff_member(session, store.as_uuid(owner_id, "owner_id"))
+        if member is None or not member["active"]:
+            raise ValidationFailed("Нет такого сотрудника",
+                                   fields={"owner_id": ["неизвестный или неактивный"]})
+        if identity.role == "sales_head" and \
+                str(member["department_id"]) != identity.department_id:
+            raise Forbidden("Можно назначать только сотрудников своего отдела",
+                            code="owner_not_allowed")
+        return member["user_id"], member["department_id"]
 
     def _resolve_duplicate(self, session, identity, match, override):
         """The existing client for one's own match; raise for someone else's (unless
@@ -470,15 +461,7 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
             access.require_edit(identity, row)
             new_owner, department_id = (None, row["department_id"])
             if owner_id:
-                member = store.staff_member(session, store.as_uuid(owner_id, "owner_id"))
-                if member is None or not member["active"]:
-                    raise ValidationFailed("Нет такого сотрудника",
-                                           fields={"owner_id": ["неизвестный или неактивный"]})
-                if identity.role == "sales_head" and str(member["department_id"]) != \
-                        identity.department_id:
-                    raise Forbidden("Можно назначать только сотрудников своего отдела",
-                                    code="owner_not_allowed")
-                new_owner, department_id = member["user_id"], member["department_id"]
+                new_owner, department_id = self._assignable_owner(session, identity, owner_id)
             self._change_owner(session, identity, row, new_owner, department_id,
                                "arbitration", now)
             return self._card(session, identity, row["id"])
