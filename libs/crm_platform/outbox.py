@@ -63,6 +63,20 @@ def emit(session, source: str, event_type: str, payload: dict, *, headers: dict 
     return envelope
 
 
+def emit_many(session, source: str, events: list[tuple[str, dict]], *,
+              headers: dict | None = None) -> int:
+    """Add many events in one multi-row insert (bulk work such as an import: one statement, not
+    one per event). ``events``: (type, payload) pairs, each checked against its contract."""
+    rows = []
+    for event_type, payload in events:
+        envelope = make_envelope(source, event_type, payload)
+        rows.append({"event_id": uuid.UUID(envelope["event_id"]), "source": source,
+                     "type": event_type, "envelope": envelope, "headers": headers or {}})
+    for start in range(0, len(rows), 1000):
+        session.execute(sa.insert(outbox), rows[start:start + 1000])
+    return len(rows)
+
+
 class PublishError(Exception):
     pass
 
@@ -278,10 +292,18 @@ class EventEmitter:
     def emit(self, session, event_type: str, payload: dict, *, event_id=None) -> dict:
         envelope = emit(session, self.source, event_type, payload, headers=self._headers,
                         event_id=event_id)
+        self._wake_after_commit(session)
+        return envelope
+
+    def emit_many(self, session, events: list[tuple[str, dict]]) -> int:
+        count = emit_many(session, self.source, events, headers=self._headers)
+        self._wake_after_commit(session)
+        return count
+
+    def _wake_after_commit(self, session):
         if not session.info.get("crm_outbox_wake"):
             session.info["crm_outbox_wake"] = True
             sa.event.listen(session, "after_commit", lambda _s: self._wake(), once=True)
-        return envelope
 
 
 class Outbox(DependencyProvider):

@@ -525,10 +525,10 @@ class ImportRun:
         if len(created) + len(updated) >= ANALYZE_AFTER:
             session.execute(sa.text("ANALYZE clients, contacts, identifiers"))
 
-        for target in created:
-            self.service.outbox.emit(session, "client_created", {
-                **snapshot(target.card, identity.user_id), "source": target.card["source"]})
-        for target in updated:
-            self.service.outbox.emit(session, "client_updated", {
-                **snapshot(target.card, identity.user_id),
-                "changed_fields": sorted(target.changed)})
+        self.service.outbox.emit_many(session, [
+            ("client_created", {**snapshot(target.card, identity.user_id),
+                                "source": target.card["source"]}) for target in created
+        ] + [
+            ("client_updated", {**snapshot(target.card, identity.user_id),
+                                "changed_fields": sorted(target.changed)}) for target in updated
+        ])

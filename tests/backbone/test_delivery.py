@@ -21,7 +21,7 @@ from crm_platform.consumer import dead_letter_queue_name
 from crm_platform.db import SessionFactory, make_engine
 from crm_platform.deadletters import list_dead_letters, redrive_dead_letters
 from crm_platform.observability import EVENTS_CONSUMED
-from crm_platform.outbox import ConfirmingPublisher, OutboxRelay, emit
+from crm_platform.outbox import ConfirmingPublisher, OutboxRelay, emit, emit_many
 from crm_platform.testing import wait_for
 
 from . import probe_services
@@ -289,3 +289,20 @@ def test_two_relays_never_send_the_same_row(probe_db, probe_sql, rabbit_config):
 
 def test_dead_letter_queue_is_named_per_service():
     assert dead_letter_queue_name("sink") == "sink.dead_letters"
+
+
+def test_events_added_in_bulk_are_delivered_like_single_ones(start_probe, start_sink, probe_db,
+                                                             probe_sql, sink_sql):
+    start_sink()
+    start_probe()  # its relay sends what the bulk insert commits
+    sessions = SessionFactory(make_engine(probe_db, pool_size=1))
+    with sessions.session() as session:
+        count = emit_many(session, "probe", [
+            ("thing_happened", {"thing_id": str(uuid.uuid4()), "n": n}) for n in range(1500)])
+    sessions.engine.dispose()
+
+    assert count == 1500
+    wait_for(lambda: sink_sql.scalar("SELECT count(*) FROM received") == 1500, timeout=60,
+             message="every bulk-added event to be handled")
+    assert sink_sql.scalar("SELECT count(DISTINCT n) FROM received") == 1500
+    assert probe_sql.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0

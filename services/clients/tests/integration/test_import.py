@@ -240,15 +240,15 @@ def test_a_file_over_the_row_limit_stores_nothing(svc, org, monkeypatch):
 
 def test_a_failure_half_way_leaves_nothing(svc, org, monkeypatch):
     calls = []
-    original = outbox_module.emit
+    original = outbox_module.make_envelope
 
-    def failing(session, source, event_type, payload, **kwargs):
+    def failing(source, event_type, payload, **kwargs):
         calls.append(event_type)
         if len(calls) == 2:  # clients, contacts, identifiers and audit are written by now
             raise RuntimeError("the database went away")
-        return original(session, source, event_type, payload, **kwargs)
+        return original(source, event_type, payload, **kwargs)
 
-    monkeypatch.setattr(outbox_module, "emit", failing)
+    monkeypatch.setattr(outbox_module, "make_envelope", failing)
     with pytest.raises(RuntimeError):
         svc.import_clients(csv_file(FILE), "x.csv", MAPPING)
     assert calls == ["client_created", "client_created"]
