@@ -122,25 +122,16 @@ def merge_refusal(survivor: dict, merged: dict) -> None:
                            code="already_merged",
                            extra={"client_id": str(row["id"]),
                                   "merged_into": str(row["merged_into"])})
-    s_inn, m_inn = survivor.get("inn"), merged.get("inn")
-    if not _empty(s_inn) and not _empty(m_inn) and s_inn != m_inn:
-        raise Conflict(
-            f"У клиентов разные ИНН ({s_inn} и {m_inn}): это разные юридические лица, "
-            "их нельзя объединить", code="different_inn",
-            extra={"survivor_inn": s_inn, "merged_inn": m_inn})
-    s_kpp, m_kpp = survivor.get("kpp"), merged.get("kpp")
-    if not _empty(s_kpp) and not _empty(m_kpp) and s_kpp != m_kpp:
-        raise Conflict(
-            f"У клиентов разные КПП ({s_kpp} и {m_kpp}): это разные обособленные подразделения, "
-            "их нельзя объединить", code="different_kpp",
-            extra={"survivor_kpp": s_kpp, "merged_kpp": m_kpp})
-    s_ogrn, m_ogrn = survivor.get("ogrn"), merged.get("ogrn")
-    if not _empty(s_ogrn) and not _empty(m_ogrn) and s_ogrn != m_ogrn:
-        raise Conflict(
-            f"У клиентов разные ОГРН ({s_ogrn} и {m_ogrn}): это разные юридические лица, "
-            "их нельзя объединить", code="different_ogrn",
-            extra={"survivor_ogrn": s_ogrn, "merged_ogrn": m_ogrn})
-
+    # Different legal identifiers mean different counterparties (or branches): never one client.
+    for key, label, what in (("inn", "ИНН", "разные юридические лица"),
+                             ("kpp", "КПП", "разные обособленные подразделения"),
+                             ("ogrn", "ОГРН", "разные юридические лица")):
+        mine, theirs = survivor.get(key), merged.get(key)
+        if not _empty(mine) and not _empty(theirs) and mine != theirs:
+            raise Conflict(
+                f"У клиентов разные {label} ({mine} и {theirs}): это {what}, "
+                "их нельзя объединить", code=f"different_{key}",
+                extra={f"survivor_{key}": mine, f"merged_{key}": theirs})
 
 def union_values(first: list | None, second: list | None) -> list:
     """``first`` then what ``second`` adds, without duplicates, order kept."""
