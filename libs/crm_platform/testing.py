@@ -93,6 +93,31 @@ def empty_database(url: str) -> None:
     engine.dispose()
 
 
+class SqlReader:
+    """Reads (and, for set-ups, writes) a service's database behind its back in tests."""
+
+    def __init__(self, url: str):
+        self.engine = sa.create_engine(url)
+
+    def scalar(self, sql: str, **params):
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text(sql), params).scalar()
+
+    def rows(self, sql: str, **params):
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text(sql), params).mappings().all()
+
+    def execute(self, sql: str, **params) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(sql), params)
+
+    def count(self, table: str) -> int:
+        return self.scalar(f'SELECT count(*) FROM "{table}"')  # noqa: S608 - tests' own names
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def test_databases():
     databases = TestDatabases()

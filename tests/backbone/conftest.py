@@ -1,7 +1,6 @@
 import pytest
-import sqlalchemy as sa
 
-from crm_platform.testing import empty_database
+from crm_platform.testing import SqlReader, empty_database
 
 from .probe_services import probe_metadata, sink_metadata
 
@@ -20,32 +19,15 @@ def sink_db(test_databases):
     return url
 
 
-class Db:
-    def __init__(self, url):
-        self.engine = sa.create_engine(url)
-
-    def scalar(self, sql, **params):
-        with self.engine.connect() as conn:
-            return conn.execute(sa.text(sql), params).scalar()
-
-    def rows(self, sql, **params):
-        with self.engine.connect() as conn:
-            return conn.execute(sa.text(sql), params).all()
-
-    def execute(self, sql, **params):
-        with self.engine.begin() as conn:
-            conn.execute(sa.text(sql), params)
-
-
 @pytest.fixture
 def probe_sql(probe_db):
-    db = Db(probe_db)
+    db = SqlReader(probe_db)
     yield db
     db.engine.dispose()
 
 
 @pytest.fixture
 def sink_sql(sink_db):
-    db = Db(sink_db)
+    db = SqlReader(sink_db)
     yield db
     db.engine.dispose()

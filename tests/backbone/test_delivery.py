@@ -78,7 +78,7 @@ def test_event_committed_with_its_change_is_delivered_once(start_probe, start_si
 
     wait_for(lambda: sink_sql.scalar("SELECT count(*) FROM received") == 1, message="delivery")
     row = sink_sql.rows("SELECT thing_id, n FROM received")[0]
-    assert (str(row.thing_id), row.n) == (thing_id, 7)
+    assert (str(row["thing_id"]), row["n"]) == (thing_id, 7)
     wait_for(lambda: probe_sql.scalar(
         "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") == 1)
     eventlet.sleep(0.5)  # nothing more arrives later
@@ -222,7 +222,7 @@ def test_a_handler_that_always_fails_ends_in_the_dead_letter_queue(start_probe, 
     assert consumed("retried") == retried_before + 2
     # Nothing else is lost; the failed one left no half-applied state.
     wait_for(lambda: sink_sql.scalar("SELECT count(*) FROM received") == 4)
-    assert sorted(r.n for r in sink_sql.rows("SELECT n FROM received")) == [1, 2, 4, 5]
+    assert sorted(r["n"] for r in sink_sql.rows("SELECT n FROM received")) == [1, 2, 4, 5]
 
     # Once the cause is fixed, a re-drive applies it.
     probe_services.FAILING.clear()

@@ -10,15 +10,16 @@ import sqlalchemy as sa
 from nameko.testing.services import entrypoint_hook
 
 from crm_platform.identity import IDENTITY_CONTEXT_KEY
+from crm_platform.testing import SqlReader
 from services.clients.models import departments, staff
 from services.clients.service import ClientsService
 
 
-class Org:
+class Org(SqlReader):
     """Two departments (ural, volga) with a head and two managers each, a director, an admin."""
 
     def __init__(self, url: str):
-        self.engine = sa.create_engine(url)
+        super().__init__(url)
         self.departments = {}
         self.people = {}
         with self.engine.begin() as conn:
@@ -46,14 +47,6 @@ class Org:
 
     def id(self, username) -> str:
         return self.people[username]["user_id"]
-
-    def scalar(self, sql, **params):
-        with self.engine.connect() as conn:
-            return conn.execute(sa.text(sql), params).scalar()
-
-    def rows(self, sql, **params):
-        with self.engine.connect() as conn:
-            return conn.execute(sa.text(sql), params).mappings().all()
 
 
 class Clients:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-import sqlalchemy as sa
 from nameko.testing.services import entrypoint_hook
 
 from crm_platform.contracts import parse_envelope
 from crm_platform.identity import IDENTITY_CONTEXT_KEY
+from crm_platform.testing import SqlReader
 
 ADMIN = {"user_id": str(uuid.uuid4()), "role": "admin", "username": "admin"}
 
@@ -19,22 +19,8 @@ def identity(role: str, user_id: str | None = None, **extra) -> dict:
             "username": extra.pop("username", role), **extra}
 
 
-class Sql:
+class Sql(SqlReader):
     """Reads the service's database behind its back."""
-
-    def __init__(self, url: str):
-        self.engine = sa.create_engine(url)
-
-    def scalar(self, sql: str, **params):
-        with self.engine.connect() as conn:
-            return conn.execute(sa.text(sql), params).scalar()
-
-    def rows(self, sql: str, **params):
-        with self.engine.connect() as conn:
-            return conn.execute(sa.text(sql), params).mappings().all()
-
-    def count(self, table: str) -> int:
-        return self.scalar(f'SELECT count(*) FROM "{table}"')  # noqa: S608 - test's own names
 
     def outbox(self, event_type: str | None = None) -> list[dict]:
         """Outbox rows in the order they were written: type, source, envelope, headers."""
