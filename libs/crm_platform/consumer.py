@@ -61,6 +61,15 @@ def dead_letter_queue(service: str) -> Queue:
     return Queue(dead_letter_queue_name(service), durable=True)
 
 
+def declare_failure_queues(amqp_uri: str, service: str, delays) -> None:
+    """The delay queues and the service's dead-letter queue a failing handler parks messages in."""
+    with Connection(amqp_uri) as conn:
+        channel = conn.channel()
+        for delay in delays:
+            retry_queue(delay)(channel).declare()
+        dead_letter_queue(service)(channel).declare()
+
+
 def parse_delays(value) -> tuple[int, ...]:
     if value is None or value == "":
         return DEFAULT_RETRY_DELAYS_MS
@@ -82,11 +91,7 @@ class ReliableEventHandler(EventHandler):
         self.amqp_uri = config[AMQP_URI_CONFIG_KEY]
         self.service = self.container.service_name
         self.handler_name = f"{self.service}.{self.method_name}"
-        with Connection(self.amqp_uri) as conn:
-            channel = conn.channel()
-            for delay in self.delays:
-                retry_queue(delay)(channel).declare()
-            dead_letter_queue(self.service)(channel).declare()
+        declare_failure_queues(self.amqp_uri, self.service, self.delays)
 
     # -- receiving ---------------------------------------------------------------------------
     def handle_message(self, body, message):
@@ -112,66 +117,89 @@ class ReliableEventHandler(EventHandler):
             EVENTS_CONSUMED.labels(self.service, self.handler_name, "ok").inc()
             self.queue_consumer.ack_message(message)
         else:
-            exc_type, exc, tb = exc_info
             self._settle_failure(
-                message, reason="handler_error", error=exc, error_type=exc_type.__name__,
-                tb="".join(traceback.format_exception(exc_type, exc, tb))[-4000:], final=False,
+                message, reason="handler_error", error=exc_info[1],
+                error_type=exc_info[0].__name__, tb=format_traceback(exc_info), final=False,
             )
         return result, exc_info
 
     # -- failing -----------------------------------------------------------------------------
     def _settle_failure(self, message, *, reason, error, error_type, tb, final):
-        headers = dict(message.headers or {})
-        attempts = int(headers.get(ATTEMPTS_HEADER, 0)) + 1
-        headers[ATTEMPTS_HEADER] = attempts
-        headers["x-crm-last-error"] = f"{error_type}: {error}"[:1000]
         try:
-            if not final and attempts <= len(self.delays):
-                delay = self.delays[attempts - 1]
-                self._publish(message, headers, exchange=retry_exchange(delay).name,
-                              routing_key=self.queue.name)
-                EVENTS_CONSUMED.labels(self.service, self.handler_name, "retried").inc()
-                log.warning("%s failed (attempt %s), retrying in %s ms: %s: %s",
-                            self.handler_name, attempts, delay, error_type, error)
-            else:
-                headers.update({
-                    "x-crm-reason": reason,
-                    "x-crm-error": str(error)[:2000],
-                    "x-crm-error-type": error_type,
-                    "x-crm-traceback": tb,
-                    "x-crm-handler": self.handler_name,
-                    "x-crm-original-queue": self.queue.name,
-                    "x-crm-original-exchange": message.delivery_info.get("exchange", ""),
-                    "x-crm-original-routing-key": message.delivery_info.get("routing_key", ""),
-                    "x-crm-dead-lettered-at": utcnow().isoformat(),
-                })
-                self._publish(message, headers, exchange="",
-                              routing_key=dead_letter_queue_name(self.service))
-                EVENTS_CONSUMED.labels(self.service, self.handler_name, "dead_lettered").inc()
-                DEAD_LETTERS.labels(self.service, self.handler_name, reason).inc()
-                log.error("%s dead-lettered an event after %s attempt(s): %s: %s",
-                          self.handler_name, attempts, error_type, error)
+            park_failed_message(
+                self.amqp_uri, message, service=self.service, handler_name=self.handler_name,
+                queue_name=self.queue.name, delays=self.delays, reason=reason, error=error,
+                error_type=error_type, tb=tb, final=final,
+            )
         except Exception:  # noqa: BLE001 - broker trouble: let the broker redeliver instead
             log.exception("could not park a failed event; returning it to the queue")
             self.queue_consumer.requeue_message(message)
             return
         self.queue_consumer.ack_message(message)
 
-    def _publish(self, message, headers, *, exchange, routing_key):
-        conn = Connection(self.amqp_uri, transport_options={"confirm_publish": True})
-        with producers[conn].acquire(block=True, timeout=10) as producer:
-            producer.publish(
-                message.body,
-                exchange=exchange,
-                routing_key=routing_key,
-                headers=headers,
-                content_type=message.content_type or "application/json",
-                content_encoding=message.content_encoding or "utf-8",
-                delivery_mode=2,
-                message_id=message.properties.get("message_id"),
-                retry=True,
-                retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
-            )
+
+def format_traceback(exc_info) -> str:
+    """The excerpt of a handler's traceback that travels in the dead letter's headers."""
+    exc_type, exc, tb = exc_info
+    return "".join(traceback.format_exception(exc_type, exc, tb))[-4000:]
+
+
+def park_failed_message(amqp_uri: str, message, *, service: str, handler_name: str,
+                        queue_name: str, delays, reason: str, error, error_type: str, tb: str,
+                        final: bool) -> str:
+    """Move a failed message out of the way: to its next delay queue ``crm.retry.<ms>`` (which
+    returns it to ``queue_name``), or, after the last delay or when ``final``, to
+    ``<service>.dead_letters`` with the reason headers. Publisher-confirmed; returns
+    ``"retried"`` or ``"dead_lettered"``. Raises when the broker did not take it: the caller then
+    returns the original to its queue instead of acking it."""
+    headers = dict(message.headers or {})
+    attempts = int(headers.get(ATTEMPTS_HEADER, 0)) + 1
+    headers[ATTEMPTS_HEADER] = attempts
+    headers["x-crm-last-error"] = f"{error_type}: {error}"[:1000]
+    if not final and attempts <= len(delays):
+        delay = delays[attempts - 1]
+        publish_copy(amqp_uri, message, headers, exchange=retry_exchange(delay).name,
+                     routing_key=queue_name)
+        EVENTS_CONSUMED.labels(service, handler_name, "retried").inc()
+        log.warning("%s failed (attempt %s), retrying in %s ms: %s: %s",
+                    handler_name, attempts, delay, error_type, error)
+        return "retried"
+    headers.update({
+        "x-crm-reason": reason,
+        "x-crm-error": str(error)[:2000],
+        "x-crm-error-type": error_type,
+        "x-crm-traceback": tb,
+        "x-crm-handler": handler_name,
+        "x-crm-original-queue": queue_name,
+        "x-crm-original-exchange": message.delivery_info.get("exchange", ""),
+        "x-crm-original-routing-key": message.delivery_info.get("routing_key", ""),
+        "x-crm-dead-lettered-at": utcnow().isoformat(),
+    })
+    publish_copy(amqp_uri, message, headers, exchange="",
+                 routing_key=dead_letter_queue_name(service))
+    EVENTS_CONSUMED.labels(service, handler_name, "dead_lettered").inc()
+    DEAD_LETTERS.labels(service, handler_name, reason).inc()
+    log.error("%s dead-lettered an event after %s attempt(s): %s: %s",
+              handler_name, attempts, error_type, error)
+    return "dead_lettered"
+
+
+def publish_copy(amqp_uri: str, message, headers: dict, *, exchange: str, routing_key: str):
+    """Publish ``message``'s body again with new headers, persistent and publisher-confirmed."""
+    conn = Connection(amqp_uri, transport_options={"confirm_publish": True})
+    with producers[conn].acquire(block=True, timeout=10) as producer:
+        producer.publish(
+            message.body,
+            exchange=exchange,
+            routing_key=routing_key,
+            headers=headers,
+            content_type=message.content_type or "application/json",
+            content_encoding=message.content_encoding or "utf-8",
+            delivery_mode=2,
+            message_id=message.properties.get("message_id"),
+            retry=True,
+            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+        )
 
 
 event_handler = ReliableEventHandler.decorator

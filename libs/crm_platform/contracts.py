@@ -50,6 +50,26 @@ def contract(source: str, event_type: str, version: int = 1):
     return register
 
 
+# One schema instance per contract, for dumping and loading (marshmallow schemas keep no state
+# between calls; building one deep-copies its fields, which cost more than the dump itself).
+_DUMPERS: dict[type[Schema], Schema] = {}
+_LOADERS: dict[type[Schema], Schema] = {}
+
+
+def _dumper(schema_cls: type[Schema]) -> Schema:
+    schema = _DUMPERS.get(schema_cls)
+    if schema is None:
+        schema = _DUMPERS[schema_cls] = schema_cls()
+    return schema
+
+
+def _loader(schema_cls: type[Schema]) -> Schema:
+    schema = _LOADERS.get(schema_cls)
+    if schema is None:
+        schema = _LOADERS[schema_cls] = schema_cls(unknown=EXCLUDE)
+    return schema
+
+
 def contract_for(source: str, event_type: str) -> tuple[type[Schema], int]:
     try:
         return _CONTRACTS[(source, event_type)], _VERSIONS[(source, event_type)]
@@ -94,8 +114,9 @@ def make_envelope(source: str, event_type: str, payload: dict, *, event_id=None,
                   occurred_at: datetime | None = None) -> dict:
     """Validate ``payload`` against the contract and build the wire envelope (plain JSON)."""
     schema_cls, version = contract_for(source, event_type)
-    schema = schema_cls()
-    errors = schema.validate(schema.dump(payload))
+    schema = _dumper(schema_cls)
+    dumped = schema.dump(payload)
+    errors = schema.validate(dumped)
     if errors:
         raise ContractError(f"payload of {source}.{event_type} breaks its contract", errors)
     return {
@@ -104,7 +125,7 @@ def make_envelope(source: str, event_type: str, payload: dict, *, event_id=None,
         "version": version,
         "source": source,
         "occurred_at": (occurred_at or utcnow()).isoformat(),
-        "payload": schema.dump(payload),
+        "payload": dumped,
     }
 
 
@@ -118,7 +139,7 @@ def parse_envelope(body, *, handler: str = "") -> Event:
         raise ContractError("malformed event envelope", exc.messages) from None
     schema_cls, _version = contract_for(env["source"], env["type"])
     try:
-        payload = schema_cls(unknown=EXCLUDE).load(env["payload"])
+        payload = _loader(schema_cls).load(env["payload"])
     except ValidationError as exc:
         raise ContractError(
             f"payload of {env['source']}.{env['type']} breaks its contract", exc.messages
@@ -245,6 +266,18 @@ class CardReadingAlert(Schema):
 # the last known header so a consumer can reverse the document's effect without reading anything.
 
 
+class ErpDocumentLine(Schema):
+    """One goods row of an ERP document (Товары/Строка)."""
+
+    product_guid = fields.UUID(allow_none=True, load_default=None)
+    product_name = fields.String(load_default="", validate=validate.Length(max=500))
+    unit_code = fields.String(allow_none=True, load_default=None)   # OKEI: 055 m², 796 pcs, 168 t
+    quantity = fields.Decimal(required=True, places=3, as_string=True, allow_nan=False)
+    amount = fields.Decimal(required=True, places=2, as_string=True, allow_nan=False)
+    weight_kg = fields.Decimal(allow_none=True, load_default=None, places=3, as_string=True,
+                               allow_nan=False)
+
+
 class ErpDocumentFact(Schema):
     """The header of one ERP document (invoice or shipment) in its current version."""
 
@@ -258,6 +291,11 @@ class ErpDocumentFact(Schema):
     currency = fields.String(load_default="RUB", dump_default="RUB",
                              validate=validate.Length(equal=3))
     order_guid = fields.UUID(allow_none=True, load_default=None)  # the customer order, if known
+    # The bridge's change counter of this document: every new state it emits (a newer version,
+    # un-posting, deletion) gets a higher one. Consumers keep the highest they saw, so events
+    # that arrive late or twice change nothing.
+    revision = fields.Integer(required=True, validate=validate.Range(min=1))
+    lines = fields.List(fields.Nested(ErpDocumentLine), load_default=list)
 
 
 @contract("erp_bridge", "erp_invoice_posted")
@@ -301,6 +339,60 @@ class ErpShipmentDeleted(ErpDocumentFact):
     """A shipment got a deletion mark or was deleted in 1C: its effect is reversed."""
 
 
+@contract("erp_bridge", "erp_order_posted")
+class ErpOrderPosted(ErpDocumentFact):
+    """A customer order (ЗаказКлиента) was posted for the first time. ``deal_id`` is the CRM deal
+    the order was made for when 1C knows it (the CRM format extension's ``crm:Сделка``)."""
+
+    deal_id = fields.UUID(allow_none=True, load_default=None)
+
+
+@contract("erp_bridge", "erp_order_changed")
+class ErpOrderChanged(ErpOrderPosted):
+    """A newer version of a posted customer order replaces the old one."""
+
+
+@contract("erp_bridge", "erp_order_unposted")
+class ErpOrderUnposted(ErpOrderPosted):
+    """A customer order was un-posted: its effect is reversed until it is posted again."""
+
+
+@contract("erp_bridge", "erp_order_deleted")
+class ErpOrderDeleted(ErpOrderPosted):
+    """A customer order got a deletion mark or was deleted in 1C: its effect is reversed."""
+
+
+class PaymentAllocation(Schema):
+    """One row of the payment's breakdown (РасшифровкаПлатежа): how much went to which order."""
+
+    order_guid = fields.UUID(allow_none=True, load_default=None)
+    amount = fields.Decimal(required=True, places=2, as_string=True, allow_nan=False)
+
+
+@contract("erp_bridge", "erp_payment_posted")
+class ErpPaymentPosted(ErpDocumentFact):
+    """An incoming payment from a client (ПоступлениеБезналичныхДенежныхСредств) was posted.
+    ``allocations`` splits ``amount`` over customer orders; a payment without a breakdown but
+    with a header ``order_guid`` pays that order with its whole amount."""
+
+    allocations = fields.List(fields.Nested(PaymentAllocation), load_default=list)
+
+
+@contract("erp_bridge", "erp_payment_changed")
+class ErpPaymentChanged(ErpPaymentPosted):
+    """A newer version of a posted payment replaces the old one (its breakdown too)."""
+
+
+@contract("erp_bridge", "erp_payment_unposted")
+class ErpPaymentUnposted(ErpPaymentPosted):
+    """A payment was un-posted: its effect is reversed until it is posted again."""
+
+
+@contract("erp_bridge", "erp_payment_deleted")
+class ErpPaymentDeleted(ErpPaymentPosted):
+    """A payment got a deletion mark or was deleted in 1C: its effect is reversed."""
+
+
 # telephony, mail, deals: the facts other services need of calls, e-mails and deals.
 
 
@@ -317,6 +409,11 @@ class CallRegistered(Schema):
     answered = fields.Boolean(required=True)
     started_at = fields.AwareDateTime(required=True)
     duration_seconds = fields.Integer(required=True, validate=validate.Range(min=0))
+    talk_seconds = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    external_number = fields.String(allow_none=True, load_default=None)  # E.164 where known
+    department_id = fields.UUID(allow_none=True, load_default=None)   # the queue's department
+    deal_id = fields.UUID(allow_none=True, load_default=None)   # when the call was made from one
+    recording_url = fields.String(allow_none=True, load_default=None)
 
 
 @contract("mail", "email_registered")
@@ -329,6 +426,8 @@ class EmailRegistered(Schema):
     user_id = fields.UUID(allow_none=True, load_default=None)
     direction = fields.String(required=True, validate=validate.OneOf(["inbound", "outbound"]))
     sent_at = fields.AwareDateTime(required=True)
+    subject = fields.String(allow_none=True, load_default=None)
+    deal_id = fields.UUID(allow_none=True, load_default=None)   # when sent from a deal
 
 
 @contract("deals", "deal_created")
@@ -341,6 +440,129 @@ class DealCreated(Schema):
     owner_id = fields.UUID(required=True)
     created_at = fields.AwareDateTime(required=True)
     source = fields.String(allow_none=True, load_default=None)
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    region = fields.String(allow_none=True, load_default=None)
+    funnel_id = fields.UUID(allow_none=True, load_default=None)
+    stage = fields.String(load_default="new")
+    amount = fields.Decimal(allow_none=True, load_default=None, places=2, as_string=True,
+                            allow_nan=False)
+    title = fields.String(load_default="")
+
+
+_money = {"places": 2, "as_string": True, "allow_nan": False}
+
+
+@contract("deals", "deal_updated")
+class DealUpdated(Schema):
+    """A deal's own fields changed (owner, potential, expected close, probability, client);
+    ``changed_fields`` names what, the rest is the current state."""
+
+    deal_id = fields.UUID(required=True)
+    client_id = fields.UUID(allow_none=True, load_default=None)
+    owner_id = fields.UUID(required=True)
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    region = fields.String(allow_none=True, load_default=None)
+    amount = fields.Decimal(allow_none=True, load_default=None, **_money)
+    expected_close_date = fields.Date(allow_none=True, load_default=None)
+    probability = fields.Integer(allow_none=True, load_default=None)
+    changed_fields = fields.List(fields.String(), required=True)
+    changed_by = fields.UUID(allow_none=True, load_default=None)
+
+
+@contract("deals", "deal_stage_changed")
+class DealStageChanged(Schema):
+    """A deal moved from one funnel stage to another: by a person (``user``), by the state of its
+    ERP documents (``erp``, naming the document) or by a timer. The ERP sums and the payment
+    status are the deal's after the move."""
+
+    deal_id = fields.UUID(required=True)
+    client_id = fields.UUID(allow_none=True, load_default=None)
+    owner_id = fields.UUID(required=True)
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    region = fields.String(allow_none=True, load_default=None)
+    funnel_id = fields.UUID(allow_none=True, load_default=None)
+    from_stage = fields.String(allow_none=True, load_default=None)
+    to_stage = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+    cause = fields.String(required=True, validate=validate.OneOf(["user", "erp", "timer"]))
+    changed_by = fields.UUID(allow_none=True, load_default=None)
+    document_guid = fields.UUID(allow_none=True, load_default=None)
+    lost_reason = fields.String(allow_none=True, load_default=None)
+    payment_status = fields.String(load_default="unpaid", validate=validate.OneOf(
+        ["unpaid", "partially_paid", "paid"]))
+    amount = fields.Decimal(allow_none=True, load_default=None, **_money)
+    ordered_amount = fields.Decimal(load_default=0, **_money)
+    invoiced_amount = fields.Decimal(load_default=0, **_money)
+    paid_amount = fields.Decimal(load_default=0, **_money)
+    shipped_amount = fields.Decimal(load_default=0, **_money)
+
+
+@contract("deals", "deal_stalled")
+class DealStalled(Schema):
+    """A deal stayed in its stage longer than the stage's limit: the owner got a task, the sales
+    head (``head_user_id``) a notification."""
+
+    deal_id = fields.UUID(required=True)
+    client_id = fields.UUID(allow_none=True, load_default=None)
+    owner_id = fields.UUID(required=True)
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    head_user_id = fields.UUID(allow_none=True, load_default=None)
+    stage = fields.String(required=True)
+    stage_entered_at = fields.AwareDateTime(required=True)
+    limit_hours = fields.Float(required=True)
+    task_id = fields.UUID(allow_none=True, load_default=None)
+
+
+class TaskSnapshot(Schema):
+    task_id = fields.UUID(required=True)
+    deal_id = fields.UUID(allow_none=True, load_default=None)
+    client_id = fields.UUID(allow_none=True, load_default=None)
+    assignee_id = fields.UUID(allow_none=True, load_default=None)   # null: the department queue
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    kind = fields.String(required=True)       # task, call, meeting, callback
+    title = fields.String(required=True)
+    due_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    source = fields.String(required=True)     # manual, stage, stalled, no_interaction, ...
+
+
+@contract("deals", "task_created")
+class TaskCreated(TaskSnapshot):
+    """A task or meeting was created (by hand, from a stage template, or by an auto-reaction)."""
+
+
+@contract("deals", "task_completed")
+class TaskCompleted(TaskSnapshot):
+    """A task was done or cancelled (``status``)."""
+
+    status = fields.String(required=True, validate=validate.OneOf(["done", "cancelled"]))
+    completed_at = fields.AwareDateTime(required=True)
+    completed_by = fields.UUID(allow_none=True, load_default=None)
+
+
+@contract("deals", "task_overdue")
+class TaskOverdue(TaskSnapshot):
+    """An open task passed its due time: for the assignee and the sales head
+    (``head_user_id``)."""
+
+    head_user_id = fields.UUID(allow_none=True, load_default=None)
+
+
+# payroll: the sales plans (the deals forecast compares its pipeline with them).
+
+
+@contract("payroll", "sales_plan_changed")
+class SalesPlanChanged(Schema):
+    """A manager's plan for a month was set or changed; the payload is the whole plan."""
+
+    user_id = fields.UUID(required=True)
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    month = fields.Date(required=True)          # the first day of the month
+    sales_amount = fields.Decimal(required=True, **_money)
+    shipments_amount = fields.Decimal(allow_none=True, load_default=None, **_money)
+    payments_amount = fields.Decimal(allow_none=True, load_default=None, **_money)
+    new_clients = fields.Integer(allow_none=True, load_default=None)
+    calls = fields.Integer(allow_none=True, load_default=None)
+    meetings = fields.Integer(allow_none=True, load_default=None)
 
 
 # clients: reactivation campaigns.

@@ -80,7 +80,7 @@ def deliver(rabbit_config, org, source, event_type, payload) -> dict:
 
 
 def document(client_id=None, *, guid=None, version="1", days_ago=1, amount="1000.00", **extra):
-    return {"document_guid": guid or uuid.uuid4(), "document_version": version,
+    return {"document_guid": guid or uuid.uuid4(), "document_version": version, "revision": 1,
             "client_id": client_id, "counterparty_guid": None, "number": "УТ-000123",
             "document_date": utcnow() - timedelta(days=days_ago), "amount": Decimal(amount),
             **extra}

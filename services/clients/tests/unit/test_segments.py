@@ -257,7 +257,8 @@ def test_erp_document_contract_money_and_defaults():
     from crm_platform.contracts import make_envelope, parse_envelope
 
     envelope = make_envelope("erp_bridge", "erp_shipment_changed", {
-        "document_guid": uuid.uuid4(), "document_version": "AAAAAAAAAAE=", "client_id": None,
+        "document_guid": uuid.uuid4(), "document_version": "AAAAAAAAAAE=", "revision": 2,
+        "client_id": None,
         "number": "РТУ-1", "document_date": NOW, "amount": Decimal("1234.5")})
     assert envelope["payload"]["amount"] == "1234.50"   # a string on the wire, never a float
     assert envelope["payload"]["currency"] == "RUB"
@@ -266,7 +267,7 @@ def test_erp_document_contract_money_and_defaults():
 
 
 @pytest.mark.parametrize("event_type", [
-    f"erp_{kind}_{state}" for kind in ("invoice", "shipment")
+    f"erp_{kind}_{state}" for kind in ("order", "invoice", "shipment", "payment")
     for state in ("posted", "changed", "unposted", "deleted")])
 def test_every_erp_document_event_has_a_contract(event_type):
     from crm_platform.contracts import contract_for
