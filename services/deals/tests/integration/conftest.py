@@ -1,0 +1,169 @@
+"""A running deals service on its own migrated database with the organisation and some clients
+replicated into it (as the directory's and clients' events would), callers of every role, and a
+way to send it other services' events through the real RabbitMQ."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from kombu import Connection, Exchange
+from nameko.testing.services import entrypoint_hook
+
+from crm_platform.clock import utcnow
+from crm_platform.contracts import make_envelope
+from crm_platform.identity import IDENTITY_CONTEXT_KEY
+from crm_platform.testing import SqlReader, wait_for
+from services.deals.models import client_replica, departments, staff
+from services.deals.service import DealsService
+
+
+class Org(SqlReader):
+    """Two departments (ural, volga) with a head and two managers each, a director, an admin and
+    an integration account; clients are added with ``add_client``."""
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        self.departments = {}
+        self.people = {}
+        with self.engine.begin() as conn:
+            for key, name, regions in (("ural", "Уральский отдел", ["RU-SVE"]),
+                                       ("volga", "Приволжский отдел", ["RU-TA"])):
+                dept_id = uuid.uuid4()
+                self.departments[key] = dept_id
+                head = self._person(conn, f"head.{key}", f"Руководитель {key}", "sales_head",
+                                    dept_id)
+                conn.execute(sa.insert(departments).values(
+                    department_id=dept_id, name=name, head_user_id=head, regions=regions))
+                for n in (1, 2):
+                    self._person(conn, f"m.{key}.{n}", f"Менеджер {key} {n}", "manager", dept_id)
+            self._person(conn, "director", "Директор", "director", None)
+            self._person(conn, "admin", "Админ", "admin", None)
+            self._person(conn, "erp", "1С", "integration", None)
+
+    def _person(self, conn, username, full_name, role, dept_id):
+        user_id = uuid.uuid4()
+        conn.execute(sa.insert(staff).values(user_id=user_id, full_name=full_name, role=role,
+                                             department_id=dept_id, active=True))
+        self.people[username] = {"user_id": str(user_id), "role": role, "username": username,
+                                 "full_name": full_name,
+                                 **({"department_id": str(dept_id)} if dept_id else {})}
+        return user_id
+
+    def id(self, username) -> str:
+        return self.people[username]["user_id"]
+
+    def add_client(self, short_name, owner="m.ural.1", *, pool_of=None, region="RU-SVE",
+                   counterparty_guid=None, **fields) -> str:
+        if owner is not None:
+            owner_id = self.people[owner]["user_id"]
+            department_id = self.people[owner].get("department_id")
+        else:
+            owner_id, department_id = None, self.departments[pool_of]
+        client_id = uuid.uuid4()
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(client_replica).values(
+                client_id=client_id, short_name=short_name, owner_id=owner_id,
+                department_id=department_id, region=region, status="active",
+                erp_counterparty_guid=counterparty_guid, created_at=now,
+                last_interaction_at=now, **fields))
+        return str(client_id)
+
+
+class Deals:
+    def __init__(self, container, org):
+        self.container = container
+        self.org = org
+
+    def call(self, method, *args, as_user: str | None = "m.ural.1", **kwargs):
+        context = ({IDENTITY_CONTEXT_KEY: self.org.people[as_user]} if as_user else {})
+        with entrypoint_hook(self.container, method, context_data=context) as hook:
+            return hook(*args, **kwargs)
+
+    def __getattr__(self, method):
+        return lambda *args, **kwargs: self.call(method, *args, **kwargs)
+
+
+class Bus:
+    """Other services' events, published to their exchanges as their outbox relays would."""
+
+    def __init__(self, rabbit_config, org):
+        self.uri = rabbit_config["AMQP_URI"]
+        self.org = org
+
+    def publish(self, source, event_type, payload, *, envelope=None) -> dict:
+        envelope = envelope or make_envelope(source, event_type, payload)
+        with Connection(self.uri) as conn:
+            conn.Producer().publish(
+                json.dumps(envelope), exchange=Exchange(f"{source}.events", "topic",
+                                                        durable=True),
+                routing_key=event_type, content_type="application/json", declare=[],
+                delivery_mode=2)
+        return envelope
+
+    def publish_many(self, items: list[tuple[str, str, dict]]) -> list[dict]:
+        envelopes = []
+        with Connection(self.uri) as conn:
+            producer = conn.Producer()
+            for source, event_type, payload in items:
+                envelope = make_envelope(source, event_type, payload)
+                producer.publish(
+                    json.dumps(envelope), exchange=Exchange(f"{source}.events", "topic",
+                                                            durable=True),
+                    routing_key=event_type, content_type="application/json", declare=[],
+                    delivery_mode=2)
+                envelopes.append(envelope)
+        return envelopes
+
+    def handled(self, *envelopes) -> bool:
+        ids = [e["event_id"] for e in envelopes]
+        count = self.org.scalar(
+            "SELECT count(DISTINCT event_id) FROM processed_events "
+            "WHERE event_id::text = ANY(:ids)",
+            ids=ids)
+        return count == len(set(ids))
+
+    def deliver(self, source, event_type, payload) -> dict:
+        envelope = self.publish(source, event_type, payload)
+        wait_for(lambda: self.handled(envelope), message=f"{event_type} to be handled")
+        return envelope
+
+    def deliver_many(self, items) -> list[dict]:
+        envelopes = self.publish_many(items)
+        wait_for(lambda: self.handled(*envelopes), timeout=60,
+                 message=f"{len(envelopes)} events to be handled")
+        return envelopes
+
+
+@pytest.fixture
+def deals_db(service_db):
+    return service_db("deals")
+
+
+@pytest.fixture
+def org(deals_db):
+    org = Org(deals_db)
+    yield org
+    org.engine.dispose()
+
+
+@pytest.fixture
+def deals_config(service_config, deals_db):
+    # The timer scans are driven by the tests (run_scans), not by time.
+    return service_config(db_url=deals_db, REACTION_SCAN_SECONDS=0, NO_INTERACTION_DAYS=30,
+                          CALLBACK_MINUTES=30, EVENT_BATCH_MAX_WAIT_MS=20)
+
+
+@pytest.fixture
+def svc(container_factory, deals_config, org):
+    container = container_factory(DealsService, deals_config)
+    container.start()
+    return Deals(container, org)
+
+
+@pytest.fixture
+def bus(rabbit_config, org):
+    return Bus(rabbit_config, org)
