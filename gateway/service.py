@@ -22,6 +22,8 @@ from .openapi import build_spec
 from .routes.clients import ClientRoutes
 from .routes.clients_import import ClientImportRoutes
 from .routes.clients_ops import ClientOperationsRoutes
+from .routes.deals import DealRoutes
+from .routes.deals_tasks import DealTaskRoutes
 from .schemas import (
     DeadLetterSchema,
     DepartmentSchema,
@@ -77,8 +79,8 @@ SERVICES_WITH_DEAD_LETTERS = ("directory", "clients", "deals", "telephony", "mai
                               "reports", "payroll", "logistics")
 
 
-class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes,
-                     ObservableService):
+class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes, DealRoutes,
+                     DealTaskRoutes, ObservableService):
     name = "gateway"
 
     tokens = Tokens()
