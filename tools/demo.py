@@ -3,9 +3,10 @@ paths people use). Idempotent: what exists is kept, what is missing is created.
 
     python -m tools.demo --gateway http://127.0.0.1:8000
 
-Today it loads the organisation: 6 regional sales departments, their heads, managers with PBX
-extensions and mailboxes, a director and the integration accounts. Each service adds its own part
-(clients, deals, calls, e-mails, tasks) to ``STEPS`` as it arrives.
+It loads the organisation (6 regional sales departments, their heads, managers with PBX
+extensions and mailboxes, a director and the integration accounts), clients with contacts and
+deals with their tasks and meetings. Each service adds its own part (calls, e-mails, ERP
+documents) to ``STEPS`` as it arrives.
 """
 
 from __future__ import annotations
@@ -207,7 +208,74 @@ def load_clients(api: Api, progress: Progress, managers_per_department: int) -> 
     return created
 
 
-STEPS = [("organisation", load_organisation), ("clients", load_clients)]
+PRODUCTS = ["профнастил С21", "профнастил НС35", "металлочерепица Монтеррей",
+            "сэндвич-панели стеновые", "сэндвич-панели кровельные", "водосточная система",
+            "доборные элементы"]
+LOST_REASONS = ["Купили у конкурента дешевле", "Проект заморожен", "Не прошли по срокам"]
+
+
+def load_deals(api: Api, progress: Progress, managers_per_department: int) -> int:
+    """Deals for the first clients of every manager (entered as that manager), spread over the
+    manual stages, a few lost, with a meeting or a call planned; clients that already have a deal
+    are skipped, so a re-run creates nothing."""
+    managers = [f"m.{key}.{n}" for key, _name, _regions in DEPARTMENTS
+                for n in range(1, managers_per_department + 1)]
+    task = progress.add_task("сделки", total=len(managers))
+    created = 0
+    for username in managers:
+        # Every random choice is drawn whether or not the deal exists, so a re-run makes the
+        # same choices and skips what the first run created.
+        rng = random.Random(f"deals:{username}")
+        session = Api(api.base)
+        session.login(username, DEMO_PASSWORD)
+        me = session.get("/api/v1/me")["user_id"]
+        clients = session.get("/api/v1/clients", owner_id=me, limit=4)["items"]
+        for client in clients[:rng.randint(2, 4)]:
+            plan = {"amount": rng.randrange(80_000, 4_000_000, 10_000),
+                    "m2": rng.randrange(200, 8000, 50),
+                    "products": rng.sample(PRODUCTS, rng.randint(1, 2)),
+                    "close_in": rng.randint(5, 75), "exhibition": rng.random() < 0.2,
+                    "roll": rng.random(), "lost_reason": rng.choice(LOST_REASONS),
+                    "meeting": rng.random() < 0.3, "meeting_in": rng.randint(1, 10),
+                    "meeting_hour": rng.choice([10, 14, 16])}
+            if session.get("/api/v1/deals", client_id=client["id"], limit=1)["items"]:
+                continue
+            deal = session.post("/api/v1/deals", {
+                "client_id": client["id"], "amount": f"{plan['amount']}.00",
+                "volume": {"m2": str(plan["m2"])}, "product_groups": plan["products"],
+                "expected_close_date": _days_ahead(plan["close_in"]),
+                "notes": "Заявка с выставки «Строительная неделя»" if plan["exhibition"]
+                else "", "source": "manual"})["deal"]
+            created += 1
+            roll = plan["roll"]
+            if roll < 0.55:
+                session.post(f"/api/v1/deals/{deal['id']}/stage", {"stage": "qualified"})
+            if 0.3 < roll < 0.55:
+                session.post(f"/api/v1/deals/{deal['id']}/stage", {"stage": "proposal"})
+            if roll > 0.93:
+                session.post(f"/api/v1/deals/{deal['id']}/stage", {
+                    "stage": "lost", "lost_reason": plan["lost_reason"]})
+            elif plan["meeting"]:
+                session.post("/api/v1/tasks", {
+                    "deal_id": deal["id"], "kind": "meeting",
+                    "title": f"Встреча: {client['short_name']}",
+                    "starts_at": _days_ahead(plan["meeting_in"], hour=plan["meeting_hour"])})
+        progress.advance(task)
+    return created
+
+
+def _days_ahead(days: int, hour: int | None = None) -> str:
+    """A date (or a Moscow time at ``hour``) ``days`` from now, as the API takes it."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    moment = datetime.now(ZoneInfo("Europe/Moscow")) + timedelta(days=days)
+    if hour is None:
+        return moment.date().isoformat()
+    return moment.replace(hour=hour, minute=0, second=0, microsecond=0).isoformat()
+
+
+STEPS = [("organisation", load_organisation), ("clients", load_clients), ("deals", load_deals)]
 
 
 def main(argv=None) -> int:
