@@ -24,6 +24,7 @@ from .routes.clients_import import ClientImportRoutes
 from .routes.clients_ops import ClientOperationsRoutes
 from .routes.deals import DealRoutes
 from .routes.deals_tasks import DealTaskRoutes
+from .routes.erp import ErpRoutes
 from .schemas import (
     DeadLetterSchema,
     DepartmentSchema,
@@ -80,7 +81,7 @@ SERVICES_WITH_DEAD_LETTERS = ("directory", "clients", "deals", "telephony", "mai
 
 
 class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes, DealRoutes,
-                     DealTaskRoutes, ObservableService):
+                     DealTaskRoutes, ErpRoutes, ObservableService):
     name = "gateway"
 
     tokens = Tokens()

@@ -393,6 +393,48 @@ class ErpPaymentDeleted(ErpPaymentPosted):
     """A payment got a deletion mark or was deleted in 1C: its effect is reversed."""
 
 
+class ErpContact(Schema):
+    """A contact person of a 1C counterparty."""
+
+    guid = fields.UUID(required=True)
+    full_name = fields.String(required=True)
+    position = fields.String(load_default="")
+    phones = fields.List(fields.String(), load_default=list)
+    emails = fields.List(fields.String(), load_default=list)
+
+
+@contract("erp_bridge", "erp_counterparty_upserted")
+class ErpCounterpartyUpserted(Schema):
+    """A counterparty (with its contact persons) arrived from 1C new or changed. ``client_id`` is
+    the CRM client it is linked to (by its 1C GUID, else by INN+KPP), null when none matched yet:
+    the clients service then links or creates one by its duplicate rules."""
+
+    counterparty_guid = fields.UUID(required=True)
+    client_id = fields.UUID(allow_none=True, load_default=None)
+    name = fields.String(required=True)
+    full_name = fields.String(load_default="")
+    inn = fields.String(allow_none=True, load_default=None)
+    kpp = fields.String(allow_none=True, load_default=None)
+    legal_kind = fields.String(allow_none=True, load_default=None)
+    phones = fields.List(fields.String(), load_default=list)
+    emails = fields.List(fields.String(), load_default=list)
+    addresses = fields.List(fields.String(), load_default=list)
+    contacts = fields.List(fields.Nested(ErpContact), load_default=list)
+    deletion_mark = fields.Boolean(load_default=False)
+
+
+@contract("erp_bridge", "erp_message_rejected")
+class ErpMessageRejected(Schema):
+    """A message from 1C was refused whole and put in quarantine (for the admin's attention)."""
+
+    quarantine_id = fields.Integer(required=True)
+    transport = fields.String(required=True)
+    sender = fields.String(allow_none=True, load_default=None)
+    message_no = fields.Integer(allow_none=True, load_default=None)
+    reason = fields.String(required=True)
+    field = fields.String(allow_none=True, load_default=None)
+
+
 # telephony, mail, deals: the facts other services need of calls, e-mails and deals.
 
 

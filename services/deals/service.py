@@ -283,7 +283,8 @@ class DealsService(ErpEntrypoints, TaskEntrypoints, ReactionEntrypoints, Forecas
         store.add_to_timeline(session, row["id"], now, "created", str(row["id"]), {
             "source": source, "by": created_by, "title": row["title"]})
         return moves.enter_stage(session, self.outbox, {**row, "stage": None}, funnel_row,
-                                 row["manual_stage"], cause="user", at=now, by=created_by,
+                                 row["manual_stage"], cause="erp" if source == "erp" else "user",
+                                 at=now, by=created_by,
                                  calendar=store.work_calendar(session))
 
     def _view(self, session, row) -> dict:

@@ -1,0 +1,1 @@
+"""Pure domain code of the erp_bridge service."""
