@@ -55,6 +55,11 @@ class QuarantineQuery(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
 
 
+class ReconciliationQuery(Schema):
+    date_from = fields.Date(required=True)
+    date_to = fields.Date(required=True)
+
+
 class ErpRoutes:
     erp_rpc = RpcProxy("erp_bridge")
 
@@ -104,3 +109,11 @@ class ErpRoutes:
     def erp_status(self, request):
         """Per 1C node the last applied message number, document counts, open quarantine."""
         return self.erp_rpc.exchange_status()
+
+    @api("GET", "/api/v1/erp/reconciliation", query=ReconciliationQuery,
+         summary="Сверка документов CRM с 1С за период", tags=TAGS)
+    def erp_reconciliation(self, request, query):
+        """Documents of the period the CRM lacks or holds in another state, those 1C does not
+        list, and those with another sum (reads 1C over OData)."""
+        return self.erp_rpc.reconcile(query["date_from"].isoformat(),
+                                      query["date_to"].isoformat())

@@ -37,13 +37,14 @@ from .domain.enterprisedata import parse_message
 from .domain.objects import MalformedMessage
 from .models import client_replica, counterparties, documents, exchange_log, quarantine, senders
 from .polling import ODataPolling
+from .reconcile import Reconciliation
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
 
-class ErpBridgeService(ODataPolling, PersistentService):
+class ErpBridgeService(ODataPolling, Reconciliation, PersistentService):
     name = "erp_bridge"
 
     config = Config()

@@ -109,3 +109,42 @@ def test_a_failing_1c_leaves_everything_as_it_was(bridge, fake):
     assert sql.count("documents") == 0
     assert "Внутренняя ошибка" in sql.scalar("SELECT last_error FROM poll_state")
     assert sql.scalar("SELECT polled_at FROM poll_state") is None
+
+
+def test_reconciliation_shows_what_is_missing_or_different_on_either_side(bridge, fake):
+    """The CRM learnt of three documents by EnterpriseData; 1C lists three for the period:
+    one the same, one with another sum, one the CRM never got; and one CRM document 1C lacks."""
+    import base64
+
+    from .. import ed_samples as ed
+
+    container, _sql = bridge
+    clock.travel_to(NOW)
+    same, changed, only_crm, only_1c = (str(uuid.uuid4()) for _ in range(4))
+    cp = str(uuid.uuid4())
+    message = ed.ed_message(1, [
+        ed.order_xml(same, "ЗК-1", "2026-12-01T10:00:00", "100.00", cp, "7701234567",
+                     "770101001"),
+        ed.order_xml(changed, "ЗК-2", "2026-12-02T10:00:00", "200.00", cp, "7701234567",
+                     "770101001"),
+        ed.order_xml(only_crm, "ЗК-3", "2026-12-03T10:00:00", "300.00", cp, "7701234567",
+                     "770101001")])
+    with entrypoint_hook(container, "receive_enterprise_data",
+                         context_data={IDENTITY_CONTEXT_KEY: ADMIN}) as hook:
+        hook(base64.b64encode(message).decode())
+    for guid, number, day, amount in ((same, "ЗК-1", "01", 100), (changed, "ЗК-2", "02", 250),
+                                      (only_1c, "ЗК-4", "04", 400)):
+        fake.put(odata.ORDERS, {"Ref_Key": guid, "Number": number,
+                                "Date": f"2026-12-{day}T10:00:00", "Posted": True,
+                                "Контрагент_Key": cp, "СуммаДокумента": amount})
+    # Outside the period on both sides: not compared.
+    fake.put(odata.ORDERS, {"Number": "ЗК-0", "Date": "2026-11-01T10:00:00", "Posted": True,
+                            "СуммаДокумента": 1})
+    with entrypoint_hook(container, "reconcile",
+                         context_data={IDENTITY_CONTEXT_KEY: ADMIN}) as hook:
+        report = hook("2026-12-01", "2026-12-31")
+    assert [d["guid"] for d in report["missing_in_crm"]] == [only_1c]
+    assert [d["guid"] for d in report["missing_in_1c"]] == [only_crm]
+    assert [(d["guid"], d["reason"], d["amount"], d["crm_amount"])
+            for d in report["different"]] == [(changed, "amount", "250.00", "200.00")]
+    assert report["counts"] == {"order": {"crm": 3, "erp": 3}} and report["in_sync"] is False
