@@ -166,6 +166,30 @@ def _reset_clock():
     clock.reset()
 
 
+def publish_events(amqp_uri: str, items: list[tuple[str, str, dict]]) -> list[dict]:
+    """Publish other services' events as their outbox relays would: each (source, type,
+    payload) checked against its contract, as an envelope on ``<source>.events`` with the type as
+    routing key. Returns the envelopes (for ``event_id``)."""
+    import json
+
+    from kombu import Connection, Exchange
+
+    from .contracts import make_envelope
+
+    envelopes = []
+    with Connection(amqp_uri) as conn:
+        producer = conn.Producer()
+        for source, event_type, payload in items:
+            envelope = make_envelope(source, event_type, payload)
+            producer.publish(
+                json.dumps(envelope), exchange=Exchange(f"{source}.events", "topic",
+                                                        durable=True),
+                routing_key=event_type, content_type="application/json", declare=[],
+                delivery_mode=2)
+            envelopes.append(envelope)
+    return envelopes
+
+
 def wait_for(predicate, *, timeout: float = 15.0, interval: float = 0.05, message: str = ""):
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     import time

@@ -6,15 +6,11 @@ published to the broker as their outbox relays would."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from kombu import Connection, Exchange
-
-from crm_platform.contracts import make_envelope
-from crm_platform.testing import SqlReader, wait_for
+from crm_platform.testing import SqlReader, publish_events, wait_for
 
 from . import test_clients_api as base
 
@@ -97,14 +93,7 @@ class DealsOrg(base.Org):
     # -- other services' events -----------------------------------------------------------------
     def publish(self, source: str, event_type: str, payload: dict) -> dict:
         """Publish an event of ``source`` as its outbox relay would (envelope, exchange, key)."""
-        envelope = make_envelope(source, event_type, payload)
-        with Connection(self.amqp_uri) as conn:
-            conn.Producer().publish(
-                json.dumps(envelope), exchange=Exchange(f"{source}.events", "topic",
-                                                        durable=True),
-                routing_key=event_type, content_type="application/json", declare=[],
-                delivery_mode=2)
-        return envelope
+        return publish_events(self.amqp_uri, [(source, event_type, payload)])[0]
 
     def handled(self, envelope: dict) -> bool:
         return bool(self.deals.scalar(

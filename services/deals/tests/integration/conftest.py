@@ -4,18 +4,15 @@ way to send it other services' events through the real RabbitMQ."""
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
 import sqlalchemy as sa
-from kombu import Connection, Exchange
 from nameko.testing.services import entrypoint_hook
 
 from crm_platform.clock import utcnow
-from crm_platform.contracts import make_envelope
 from crm_platform.identity import IDENTITY_CONTEXT_KEY
-from crm_platform.testing import SqlReader, wait_for
+from crm_platform.testing import SqlReader, publish_events, wait_for
 from services.deals.models import client_replica, departments, staff
 from services.deals.service import DealsService
 
@@ -94,29 +91,11 @@ class Bus:
         self.uri = rabbit_config["AMQP_URI"]
         self.org = org
 
-    def publish(self, source, event_type, payload, *, envelope=None) -> dict:
-        envelope = envelope or make_envelope(source, event_type, payload)
-        with Connection(self.uri) as conn:
-            conn.Producer().publish(
-                json.dumps(envelope), exchange=Exchange(f"{source}.events", "topic",
-                                                        durable=True),
-                routing_key=event_type, content_type="application/json", declare=[],
-                delivery_mode=2)
-        return envelope
+    def publish(self, source, event_type, payload) -> dict:
+        return publish_events(self.uri, [(source, event_type, payload)])[0]
 
     def publish_many(self, items: list[tuple[str, str, dict]]) -> list[dict]:
-        envelopes = []
-        with Connection(self.uri) as conn:
-            producer = conn.Producer()
-            for source, event_type, payload in items:
-                envelope = make_envelope(source, event_type, payload)
-                producer.publish(
-                    json.dumps(envelope), exchange=Exchange(f"{source}.events", "topic",
-                                                            durable=True),
-                    routing_key=event_type, content_type="application/json", declare=[],
-                    delivery_mode=2)
-                envelopes.append(envelope)
-        return envelopes
+        return publish_events(self.uri, items)
 
     def handled(self, *envelopes) -> bool:
         ids = [e["event_id"] for e in envelopes]
