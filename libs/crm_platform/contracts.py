@@ -421,6 +421,9 @@ class ErpCounterpartyUpserted(Schema):
     addresses = fields.List(fields.String(), load_default=list)
     contacts = fields.List(fields.Nested(ErpContact), load_default=list)
     deletion_mark = fields.Boolean(load_default=False)
+    # The counterparty's responsible manager as 1C shows the name ("Иванов Иван Иванович"): the
+    # clients service gives a client it creates to the CRM manager of that name.
+    manager_name = fields.String(allow_none=True, load_default=None)
 
 
 @contract("erp_bridge", "erp_message_rejected")

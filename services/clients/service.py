@@ -32,6 +32,7 @@ from .domain.card import (
     normalise_contact,
 )
 from .domain.matching import rank
+from .erp_counterparties import ErpCounterpartyEntrypoints
 from .exports import ExportEntrypoints
 from .handover import HandoverEntrypoints
 from .importing import ImportEntrypoints
@@ -58,7 +59,7 @@ PERSONAL_FIELDS = ("phones", "emails", "addresses", "contacts")
 
 
 class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypoints,
-                     ImportEntrypoints, PersistentService):
+                     ImportEntrypoints, ErpCounterpartyEntrypoints, PersistentService):
     name = "clients"
 
     config = Config()
