@@ -45,14 +45,13 @@ class Bridge:
                          filename=filename)
 
 
-@pytest.fixture
-def system(container_factory, service_config, service_db, rabbit_config, tmp_path):
+def start_system(container_factory, service_config, service_db, rabbit_config, **bridge_config):
     deals_db, bridge_db = service_db("deals"), service_db("erp_bridge")
     org = DealsOrg(deals_db)
     deals = container_factory(DealsService, service_config(
         db_url=deals_db, REACTION_SCAN_SECONDS=0, EVENT_BATCH_MAX_WAIT_MS=20))
-    bridge = container_factory(ErpBridgeService, service_config(
-        db_url=bridge_db, ERP_EXCHANGE_DIR=str(tmp_path / "exchange")))
+    bridge = container_factory(ErpBridgeService, service_config(db_url=bridge_db,
+                                                                **bridge_config))
     deals.start()
     bridge.start()
     client_id = uuid.uuid4()
@@ -66,7 +65,15 @@ def system(container_factory, service_config, service_db, rabbit_config, tmp_pat
             content_type="application/json", declare=[], delivery_mode=2)
     bridge_sql = SqlReader(bridge_db)
     wait_for(lambda: bridge_sql.count("client_replica") == 1 and org.count("client_replica") == 1)
-    yield Bridge(bridge), org, bridge_sql, str(client_id), tmp_path / "exchange"
+    return Bridge(bridge), org, bridge_sql, str(client_id)
+
+
+@pytest.fixture
+def system(container_factory, service_config, service_db, rabbit_config, tmp_path):
+    bridge, org, bridge_sql, client_id = start_system(
+        container_factory, service_config, service_db, rabbit_config,
+        ERP_EXCHANGE_DIR=str(tmp_path / "exchange"))
+    yield bridge, org, bridge_sql, client_id, tmp_path / "exchange"
     bridge_sql.dispose()
     org.engine.dispose()
 
@@ -254,3 +261,50 @@ def test_the_exchange_folder_takes_messages_in_order(system):
     assert bridge_sql.scalar("SELECT count(*) FROM quarantine WHERE transport = 'folder'") == 1
     assert isinstance(datetime.fromisoformat(
         bridge.call("exchange_status", identity=ADMIN)["recent"][0]["received_at"]), datetime)
+
+
+def test_the_same_sale_read_over_odata_moves_the_deal_and_a_second_round_changes_nothing(
+        container_factory, service_config, service_db, rabbit_config):
+    from crm_platform.clock import clock
+    from services.erp_bridge.domain import odata
+
+    from ..fake_odata import FakeOData
+
+    order_type = "StandardODATA.Document_ЗаказКлиента"
+    fake = FakeOData()
+    with fake.serving() as url:
+        bridge, org, bridge_sql, client_id = start_system(
+            container_factory, service_config, service_db, rabbit_config, ODATA_URL=url,
+            ODATA_USERNAME=fake.username, ODATA_PASSWORD=fake.password)
+        clock.travel_to(datetime(2026, 12, 7, 12, 0, tzinfo=odata.BUSINESS_TZ))
+        cp = fake.put(odata.COUNTERPARTIES, {"Description": "Кровельный центр ООО",
+                                             "ИНН": INN, "КПП": KPP, "ЮрФизЛицо": "ЮрЛицо"})
+        common = {"Posted": True, "Контрагент_Key": cp["Ref_Key"]}
+        order = fake.put(odata.ORDERS, {**common, "Number": "УТ-1",
+                                        "Date": "2026-12-01T10:00:00", "СуммаДокумента": 1000})
+        fake.put(odata.INVOICES, {**common, "Number": "СЧ-1", "Date": "2026-12-01T11:00:00",
+                                  "СуммаДокумента": 1000, "ДокументОснование": order["Ref_Key"],
+                                  "ДокументОснование_Type": order_type})
+        fake.put(odata.SHIPMENTS, {**common, "Number": "РТУ-1", "Date": "2026-12-02T11:00:00",
+                                   "СуммаДокумента": 1000, "ЗаказКлиента": order["Ref_Key"],
+                                   "ЗаказКлиента_Type": order_type})
+        fake.put(odata.PAYMENTS, {**common, "Number": "ПП-1", "Date": "2026-12-03T11:00:00",
+                                  "ХозяйственнаяОперация": "ПоступлениеОплатыОтКлиента",
+                                  "СуммаДокумента": 1000, "РасшифровкаПлатежа": [
+                                      {"LineNumber": "1", "Сумма": 1000,
+                                       "Заказ": order["Ref_Key"], "Заказ_Type": order_type}]})
+        first = bridge.call("poll_odata_now", identity=ADMIN)
+        assert first["by_type"] == {"erp_counterparty_upserted": 1, "erp_order_posted": 1,
+                                    "erp_invoice_posted": 1, "erp_shipment_posted": 1,
+                                    "erp_payment_posted": 1}
+        wait_for(lambda: [r.stage for r in deal_state(org, client_id)] == ["closed_won"],
+                 message="the deal won from OData documents")
+        before = (bridge_sql.count("outbox"), org.count("stage_history"),
+                  deal_state(org, client_id))
+        clock.travel_to(datetime(2026, 12, 7, 13, 0, tzinfo=odata.BUSINESS_TZ))
+        second = bridge.call("poll_odata_now", identity=ADMIN)
+        assert second["events"] == 0
+        assert (bridge_sql.count("outbox"), org.count("stage_history"),
+                deal_state(org, client_id)) == before
+        bridge_sql.dispose()
+        org.engine.dispose()
