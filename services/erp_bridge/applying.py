@@ -32,6 +32,7 @@ from .domain.registry import (
     is_alive,
 )
 from .models import (
+    client_links,
     client_replica,
     contact_persons,
     counterparties,
@@ -39,6 +40,7 @@ from .models import (
     exchange_log,
     senders,
 )
+from .outbound import acknowledge
 
 
 @dataclass
@@ -66,6 +68,7 @@ def apply_message(session, outbox, message: Message, *, transport: str, now,
         sender=header.sender, last_message_no=0, updated_at=now).on_conflict_do_nothing())
     last = session.execute(sa.select(senders.c.last_message_no).where(
         senders.c.sender == header.sender).with_for_update()).scalar()
+    acknowledge(session, header.sender, header.received_no, now)   # our messages it has
     if header.message_no <= last:
         _log(session, now, transport, header.sender, header.message_no, "repeat", 0, 0, filename)
         return Receipt("repeat", header.sender, header.message_no, received_no=last)
@@ -165,8 +168,9 @@ def _counterparty_event(session, guid) -> dict | None:
 
 
 def _client_for(session, ref: CounterpartyRef | None):
-    """The CRM client of a 1C counterparty: linked before, by its GUID on the client, else by
-    INN+KPP (INN alone when only one client has it)."""
+    """The CRM client of a 1C counterparty: linked before, the client the bridge sent to 1C under
+    this GUID, by its GUID on the client, else by INN+KPP (INN alone when only one client has
+    it)."""
     if ref is None:
         return None
     if ref.guid is not None:
@@ -174,6 +178,10 @@ def _client_for(session, ref: CounterpartyRef | None):
             counterparties.c.guid == ref.guid)).scalar()
         if linked is not None:
             return linked
+        sent_as = session.execute(sa.select(client_links.c.client_id).where(
+            client_links.c.counterparty_guid == ref.guid).limit(1)).scalar()
+        if sent_as is not None:                  # the GUID we sent the client to 1C under
+            return sent_as
         by_guid = session.execute(sa.select(client_replica.c.client_id).where(
             client_replica.c.erp_counterparty_guid == ref.guid)).scalar()
         if by_guid is not None:

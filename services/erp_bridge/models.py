@@ -126,3 +126,51 @@ poll_state = sa.Table(
     sa.Column("last_error", sa.String(2000)),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
 )
+
+# -- outbound to 1C (outbound.py) ----------------------------------------------------------------
+
+outbound_nodes = sa.Table(
+    "outbound_nodes", metadata,
+    # One row per 1C node we send to (msg:To): the last number given (numbers grow per receiver;
+    # the row lock serialises numbering) and the highest number it acknowledged (ReceivedNo).
+    sa.Column("receiver", sa.String(100), primary_key=True),
+    sa.Column("last_message_no", sa.BigInteger, nullable=False),
+    sa.Column("acked_no", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+outbound_messages = sa.Table(
+    "outbound_messages", metadata,
+    # A CRM client sent as an EnterpriseData counterparty message, kept whole until 1C
+    # acknowledges it (re-sent as it is, same number, while unacknowledged).
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("receiver", sa.String(100), nullable=False),
+    sa.Column("message_no", sa.BigInteger, nullable=False),
+    sa.Column("client_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("counterparty_guid", UUID(as_uuid=True), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    sa.Column("acked_at", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("last_error", sa.String(2000)),
+    sa.UniqueConstraint("receiver", "message_no", name="uq_outbound_messages_number"),
+)
+sa.Index("ix_outbound_messages_client", outbound_messages.c.client_id, outbound_messages.c.id)
+sa.Index("ix_outbound_messages_unacked", outbound_messages.c.receiver,
+         outbound_messages.c.message_no, postgresql_where=outbound_messages.c.acked_at.is_(None))
+
+client_links = sa.Table(
+    "client_links", metadata,
+    # The 1C GUID the bridge sends a CRM client under (a linked counterparty's, one matched by
+    # INN+KPP, or one chosen once): re-sends reuse it, and when 1C sends that counterparty back
+    # it finds its client here.
+    sa.Column("client_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("counterparty_guid", UUID(as_uuid=True), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),    # linked | card | inn_kpp | chosen
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_client_links_counterparty", client_links.c.counterparty_guid)

@@ -4,7 +4,8 @@ EnterpriseData messages come by HTTP (through the gateway, integration role) and
 folder; the OData interface is polled (``polling.py``). A message applies whole in one transaction
 (registry + outbox) or not at all: what cannot be read goes to the quarantine with the reason and
 the raw payload, the acknowledged number does not advance, and later messages still flow. Admins
-list, re-drive and dismiss quarantined messages.
+list, re-drive and dismiss quarantined messages. Clients created or changed in the CRM go the
+other way, to 1C (``outbound.py``).
 
 Config: ``ERP_EXCHANGE_DIR`` (a folder with ``in/``; files move to ``done/`` or ``quarantine/``;
 empty: no folder, checked every 5 s), ``ERP_MAX_MESSAGE_BYTES`` (20 MB).
@@ -36,6 +37,7 @@ from .applying import apply_message
 from .domain.enterprisedata import parse_message
 from .domain.objects import MalformedMessage
 from .models import client_replica, counterparties, documents, exchange_log, quarantine, senders
+from .outbound import OutboundToErp
 from .polling import ODataPolling
 from .reconcile import Reconciliation
 
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
 
-class ErpBridgeService(ODataPolling, Reconciliation, PersistentService):
+class ErpBridgeService(ODataPolling, Reconciliation, OutboundToErp, PersistentService):
     name = "erp_bridge"
 
     config = Config()

@@ -246,7 +246,7 @@ def test_a_quarantined_message_can_be_redriven(system):
 
 def test_the_exchange_folder_takes_messages_in_order(system):
     bridge, _org, bridge_sql, _client_id, folder = system
-    (folder / "in").mkdir(parents=True)
+    (folder / "in").mkdir(parents=True, exist_ok=True)   # the folder timer may have made it
     order = str(uuid.uuid4())
     (folder / "in" / "Message_UT_CRM_1.xml").write_bytes(ed.ed_message(1, [ed.order_xml(
         order, "ЗК-3", "2026-12-01T10:00:00", "10.00", str(uuid.uuid4()), INN, KPP)]))
