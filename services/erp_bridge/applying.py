@@ -64,10 +64,13 @@ class Receipt:
 def apply_message(session, outbox, message: Message, *, transport: str, now,
                   filename: str | None = None) -> Receipt:
     header = message.header
-    session.execute(pg_insert(senders).values(
-        sender=header.sender, last_message_no=0, updated_at=now).on_conflict_do_nothing())
-    last = session.execute(sa.select(senders.c.last_message_no).where(
-        senders.c.sender == header.sender).with_for_update()).scalar()
+    # One statement: the sender's row, created at 0 if new, locked (messages of one sender apply
+    # one at a time, in number order) and its last applied number read.
+    statement = pg_insert(senders).values(sender=header.sender, last_message_no=0,
+                                          updated_at=now)
+    last = session.execute(statement.on_conflict_do_update(
+        index_elements=["sender"], set_={"sender": statement.excluded.sender})
+        .returning(senders.c.last_message_no)).scalar()
     acknowledge(session, header.sender, header.received_no, now)   # our messages it has
     if header.message_no <= last:
         _log(session, now, transport, header.sender, header.message_no, "repeat", 0, 0, filename)
@@ -102,6 +105,7 @@ def apply_objects(session, objects, *, now, receipt: Receipt, ed_message_no: int
     for guid in sorted(changed_owners):
         event = _counterparty_event(session, guid)
         if event is not None:
+            event["manager_name"] = _manager_name(session, guid, objects)
             receipt.events.append(("erp_counterparty_upserted", event))
     for obj in objects:
         if isinstance(obj, Document):
@@ -146,6 +150,32 @@ def _apply_contact(session, person: ContactPerson, now) -> None:
                     .on_conflict_do_update(index_elements=["guid"], set_=values))
 
 
+def _manager_name(session, counterparty_guid, objects) -> str | None:
+    """The 1C manager responsible for the counterparty, as a name the clients service can map to
+    a CRM owner: the ``Ответственный`` of its latest document (in this message, else kept).
+    A GUID is no name (OData sends ``Менеджер_Key``): then None."""
+    def name_of(value):
+        if not value:
+            return None
+        try:
+            uuid.UUID(str(value))
+            return None
+        except ValueError:
+            return str(value)[:300]
+
+    for obj in reversed(objects):
+        if isinstance(obj, Document) and obj.counterparty and \
+                obj.counterparty.guid == counterparty_guid and name_of(obj.responsible):
+            return name_of(obj.responsible)
+    for (responsible,) in session.execute(sa.select(documents.c.responsible).where(
+            documents.c.counterparty_guid == counterparty_guid,
+            documents.c.responsible.isnot(None)).order_by(
+            documents.c.document_date.desc()).limit(5)):
+        if name_of(responsible):
+            return name_of(responsible)
+    return None
+
+
 def _counterparty_event(session, guid) -> dict | None:
     cp = session.execute(sa.select(counterparties).where(
         counterparties.c.guid == guid)).mappings().first()
@@ -168,33 +198,36 @@ def _counterparty_event(session, guid) -> dict | None:
 
 
 def _client_for(session, ref: CounterpartyRef | None):
-    """The CRM client of a 1C counterparty: linked before, the client the bridge sent to 1C under
-    this GUID, by its GUID on the client, else by INN+KPP (INN alone when only one client has
-    it)."""
-    if ref is None:
+    """The CRM client of a 1C counterparty, in this order: linked before; the client the bridge
+    sent to 1C under this GUID; the client carrying this GUID; by INN+KPP; by INN alone when only
+    one client has it. One round trip for all of them (it runs for every document)."""
+    if ref is None or (ref.guid is None and not ref.inn):
         return None
+    parts = []
     if ref.guid is not None:
-        linked = session.execute(sa.select(counterparties.c.client_id).where(
-            counterparties.c.guid == ref.guid)).scalar()
-        if linked is not None:
-            return linked
-        sent_as = session.execute(sa.select(client_links.c.client_id).where(
-            client_links.c.counterparty_guid == ref.guid).limit(1)).scalar()
-        if sent_as is not None:                  # the GUID we sent the client to 1C under
-            return sent_as
-        by_guid = session.execute(sa.select(client_replica.c.client_id).where(
-            client_replica.c.erp_counterparty_guid == ref.guid)).scalar()
-        if by_guid is not None:
-            return by_guid
+        parts += [
+            sa.select(sa.literal(1).label("rank"), counterparties.c.client_id.label("client_id"))
+            .where(counterparties.c.guid == ref.guid, counterparties.c.client_id.isnot(None)),
+            sa.select(sa.literal(2), client_links.c.client_id)
+            .where(client_links.c.counterparty_guid == ref.guid).limit(1),
+            sa.select(sa.literal(3), client_replica.c.client_id)
+            .where(client_replica.c.erp_counterparty_guid == ref.guid).limit(1),
+        ]
     if ref.inn:
-        query = sa.select(client_replica.c.client_id).where(client_replica.c.inn == ref.inn)
         if ref.kpp:
-            exact = session.execute(query.where(client_replica.c.kpp == ref.kpp)).scalars().all()
-            if len(exact) == 1:
-                return exact[0]
-        matches = session.execute(query.limit(2)).scalars().all()
-        if len(matches) == 1:
-            return matches[0]
+            parts.append(sa.select(sa.literal(4), client_replica.c.client_id).where(
+                client_replica.c.inn == ref.inn, client_replica.c.kpp == ref.kpp).limit(2))
+        parts.append(sa.select(sa.literal(5), client_replica.c.client_id).where(
+            client_replica.c.inn == ref.inn).limit(2))
+    found: dict[int, list] = {}
+    for rank, client_id in session.execute(sa.union_all(*parts)).all():
+        found.setdefault(rank, []).append(client_id)
+    for rank in (1, 2, 3):
+        if found.get(rank):
+            return found[rank][0]
+    for rank in (4, 5):                      # by requisites: only when they name one client
+        if len(found.get(rank, ())) == 1:
+            return found[rank][0]
     return None
 
 

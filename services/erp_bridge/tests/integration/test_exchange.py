@@ -308,3 +308,18 @@ def test_the_same_sale_read_over_odata_moves_the_deal_and_a_second_round_changes
                 deal_state(org, client_id)) == before
         bridge_sql.dispose()
         org.engine.dispose()
+
+
+def test_a_counterparty_carries_its_1c_manager_for_the_clients_service(system):
+    """The manager responsible in 1C (the latest document's Ответственный) travels with the
+    counterparty, so a client created from it gets the CRM manager of that name."""
+    bridge, _org, bridge_sql, _client_id, _ = system
+    cp = str(uuid.uuid4())
+    bridge.send(ed.ed_message(1, [
+        ed.counterparty_xml(cp, "ООО «Новый клиент»", "6658000009", "665801001"),
+        ed.order_xml(str(uuid.uuid4()), "ЗК-5", "2026-12-01T10:00:00", "10.00", cp,
+                     "6658000009", "665801001", responsible="Петров Пётр Петрович")]))
+    upserted = [r.envelope["payload"] for r in bridge_sql.rows(
+        "SELECT envelope FROM outbox WHERE type = 'erp_counterparty_upserted'")]
+    assert [(p["counterparty_guid"], p["manager_name"]) for p in upserted] == [
+        (cp, "Петров Пётр Петрович")]
