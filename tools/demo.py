@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import uuid
+from decimal import Decimal
 
 import requests
 from rich.progress import Progress
@@ -264,6 +266,65 @@ def load_deals(api: Api, progress: Progress, managers_per_department: int) -> in
     return created
 
 
+def load_erp_documents(api: Api, progress: Progress, managers_per_department: int) -> int:
+    """1C's side of the demo: for some open deals, the sale as UT 11 would send it in
+    EnterpriseData messages (counterparty, order naming the deal, invoice, shipments, payment) at
+    different depths, posted through the 1C exchange endpoint as the integration account — so
+    deals stand at every ERP stage. GUIDs and message numbers are derived from the deal, so a
+    re-run sends the same messages and the bridge answers "repeat"."""
+    from services.erp_bridge.tests import ed_samples as ed  # builders of realistic ED messages
+
+    director = Api(api.base)                  # reads every deal and card (the admin may not)
+    director.login("director", DEMO_PASSWORD)
+    # Not lost, with a client; the same set on a re-run (won ones stay in it).
+    deals = director.get("/api/v1/deals", sort="created", limit=500)["items"]
+    chosen = sorted((d for d in deals if d["client_id"] and d["stage"] != "lost"
+                     and d["source"] == "manual"), key=lambda d: d["id"])[:60]
+    erp = Api(api.base)
+    erp.login("erp.1c", DEMO_PASSWORD)
+    task = progress.add_task("документы 1С", total=len(chosen))
+    number, applied = 0, 0
+    for index, deal in enumerate(chosen):
+        client = director.get(f"/api/v1/clients/{deal['client_id']}")
+        if not client.get("inn"):
+            progress.advance(task)
+            continue
+
+        def guid(kind, deal=deal):
+            return str(uuid.uuid5(uuid.NAMESPACE_URL, f"roofcrm-demo:{deal['id']}:{kind}"))
+
+        amount = Decimal(deal["amount"] or "100000.00")
+        half = (amount / 2).quantize(Decimal("0.01"))
+        when = f"2026-11-{10 + index % 15:02d}T11:00:00"
+        who = (guid("counterparty"), client["inn"], client.get("kpp"))
+        objects = [
+            ed.counterparty_xml(who[0], client["short_name"], client["inn"], client.get("kpp")),
+            ed.order_xml(guid("order"), f"ЗК-{index + 1:05d}", when, f"{amount}", *who,
+                         deal_id=deal["id"], responsible=None),
+        ]
+        depth = index % 5                       # 0: ordered ... 4: shipped and paid
+        if depth >= 1:
+            objects.append(ed.invoice_xml(guid("invoice"), f"СЧ-{index + 1:05d}", when,
+                                          f"{amount}", *who, guid("order")))
+        if depth >= 2:
+            objects.append(ed.shipment_xml(guid("shipment1"), f"РТУ-{index + 1:05d}", when,
+                                           f"{half}", *who, guid("order")))
+        if depth >= 3:
+            objects.append(ed.shipment_xml(guid("shipment2"), f"РТУ-{index + 1:05d}-2", when,
+                                           f"{amount - half}", *who, guid("order")))
+        if depth >= 4:
+            objects.append(ed.payment_xml(guid("payment"), f"ПП-{index + 1:05d}", when,
+                                          f"{amount}", *who, rows=[(guid("order"), f"{amount}")]))
+        number += 1
+        response = erp.http.post(f"{api.base}/api/v1/erp/enterprise-data",
+                                 data=ed.ed_message(number, objects),
+                                 headers={"Content-Type": "application/xml"}, timeout=30)
+        Api.check(response)
+        applied += response.json()["outcome"] == "applied"
+        progress.advance(task)
+    return applied
+
+
 def _days_ahead(days: int, hour: int | None = None) -> str:
     """A date (or a Moscow time at ``hour``) ``days`` from now, as the API takes it."""
     from datetime import datetime, timedelta
@@ -275,7 +336,8 @@ def _days_ahead(days: int, hour: int | None = None) -> str:
     return moment.replace(hour=hour, minute=0, second=0, microsecond=0).isoformat()
 
 
-STEPS = [("organisation", load_organisation), ("clients", load_clients), ("deals", load_deals)]
+STEPS = [("organisation", load_organisation), ("clients", load_clients), ("deals", load_deals),
+         ("erp", load_erp_documents)]
 
 
 def main(argv=None) -> int:
