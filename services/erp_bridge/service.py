@@ -17,6 +17,7 @@ import base64
 import binascii
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from .reconcile import Reconciliation
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+SETTLE_SECONDS = 2.0
 
 
 class ErpBridgeService(ODataPolling, Reconciliation, OutboundToErp, PersistentService):
@@ -115,8 +117,12 @@ class ErpBridgeService(ODataPolling, Reconciliation, OutboundToErp, PersistentSe
         for sub in ("in", "work", "done", "quarantine"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         results = []
+        # A file still being written (changed in the last couple of seconds) waits for the next
+        # round: 1C and copy tools write in place, and half a message is not a message.
+        settled = time.time() - SETTLE_SECONDS
         waiting = sorted((p for p in incoming.iterdir() if p.is_file()
-                          and p.suffix.lower() in (".xml", ".zip")),
+                          and p.suffix.lower() in (".xml", ".zip")
+                          and p.stat().st_mtime <= settled),
                          key=lambda p: (p.stat().st_mtime, p.name))
         for path in waiting[:limit]:
             claimed = folder / "work" / f"{uuid.uuid4().hex}-{path.name}"

@@ -252,8 +252,10 @@ def test_the_exchange_folder_takes_messages_in_order(system):
         order, "ЗК-3", "2026-12-01T10:00:00", "10.00", str(uuid.uuid4()), INN, KPP)]))
     (folder / "in" / "Message_UT_CRM_2.zip").write_bytes(ed.zipped(ed.ed_message(2, [])))
     (folder / "in" / "broken.xml").write_bytes(b"<Message")
-    wait_for(lambda: not any((folder / "in").iterdir()), timeout=20,
-             message="the folder to be taken")
+    wait_for(lambda: sum(1 for sub in ("done", "quarantine") if (folder / sub).exists()
+                         for _ in (folder / sub).iterdir()) == 3, timeout=30,
+             message="the three files to be taken and filed")
+    assert not any((folder / "in").iterdir()) and not any((folder / "work").iterdir())
     assert sorted(p.name.split("-", 1)[1] for p in (folder / "done").iterdir()) == [
         "Message_UT_CRM_1.xml", "Message_UT_CRM_2.zip"]
     assert [p.name.split("-", 1)[1] for p in (folder / "quarantine").iterdir()] == ["broken.xml"]
