@@ -3,6 +3,8 @@
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
+from crm_platform.organisation import departments_table, staff_table
+
 metadata = sa.MetaData()
 
 STATUSES = ("potential", "active", "dormant", "lost")
@@ -107,21 +109,8 @@ sa.Index("ix_audit_client", audit_log.c.client_id, audit_log.c.at)
 sa.Index("ix_audit_user_action", audit_log.c.user_id, audit_log.c.action, audit_log.c.at)
 
 # Replicas of the organisation, from the directory's events.
-staff = sa.Table(
-    "staff", metadata,
-    sa.Column("user_id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("full_name", sa.String(300), nullable=False),
-    sa.Column("role", sa.String(20), nullable=False),
-    sa.Column("department_id", UUID(as_uuid=True)),
-    sa.Column("active", sa.Boolean, nullable=False),
-)
-departments = sa.Table(
-    "departments", metadata,
-    sa.Column("department_id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("head_user_id", UUID(as_uuid=True)),
-    sa.Column("regions", ARRAY(sa.String(16)), nullable=False, server_default="{}"),
-)
+staff = staff_table(metadata)
+departments = departments_table(metadata)
 
 # ERP documents that bear on a client (invoices, shipments): last invoice, revenue, ABC.
 erp_documents = sa.Table(

@@ -18,9 +18,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.clock import utcnow
 from crm_platform.config import as_int
-from crm_platform.consumer import event_handler
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from crm_platform.inbox import claim_event
+from crm_platform.organisation import OrganisationReplica
 from crm_platform.service import PersistentService
 
 from . import store
@@ -58,9 +57,12 @@ SEARCH_SIMILARITY = 0.45
 PERSONAL_FIELDS = ("phones", "emails", "addresses", "contacts")
 
 
-class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypoints,
-                     ImportEntrypoints, ErpCounterpartyEntrypoints, PersistentService):
+class ClientsService(OrganisationReplica, HandoverEntrypoints, SegmentationEntrypoints,
+                     ExportEntrypoints, ImportEntrypoints, ErpCounterpartyEntrypoints,
+                     PersistentService):
     name = "clients"
+    staff_table = staff
+    departments_table = departments
 
     config = Config()
 
@@ -547,29 +549,3 @@ class ClientsService(HandoverEntrypoints, SegmentationEntrypoints, ExportEntrypo
             return [{"at": r["at"].isoformat(), "user_id": str(r["user_id"]) if r["user_id"]
                      else None, "role": r["role"], "action": r["action"],
                      "fields": list(r["fields"]), "details": r["details"]} for r in rows]
-
-    # -- the organisation, from the directory's events -------------------------------------------
-    @event_handler("directory", "user_changed")
-    def handle_user_changed(self, event):
-        p = event.payload
-        with self.db.session() as session:
-            if not claim_event(session, event):
-                return
-            values = {"full_name": p["full_name"], "role": p["role"],
-                      "department_id": p["department_id"], "active": p["active"]}
-            session.execute(pg_insert(staff).values(user_id=p["user_id"], **values)
-                            .on_conflict_do_update(index_elements=["user_id"], set_=values))
-
-    @event_handler("directory", "department_changed")
-    def handle_department_changed(self, event):
-        p = event.payload
-        with self.db.session() as session:
-            if not claim_event(session, event):
-                return
-            values = {"name": p["name"], "head_user_id": p["head_user_id"],
-                      "regions": p["regions"]}
-            session.execute(pg_insert(departments).values(department_id=p["department_id"],
-                                                          **values)
-                            .on_conflict_do_update(index_elements=["department_id"],
-                                                   set_=values))
-

@@ -3,6 +3,8 @@
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
+from crm_platform.organisation import departments_table, staff_table
+
 metadata = sa.MetaData()
 
 MONEY = sa.Numeric(15, 2)
@@ -10,22 +12,8 @@ QUANTITY = sa.Numeric(14, 3)
 
 # -- replicas of other services' facts (kept from their events) -----------------------------------
 
-staff = sa.Table(
-    "staff", metadata,
-    sa.Column("user_id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("full_name", sa.String(300), nullable=False),
-    sa.Column("role", sa.String(20), nullable=False),
-    sa.Column("department_id", UUID(as_uuid=True)),
-    sa.Column("active", sa.Boolean, nullable=False),
-)
-
-departments = sa.Table(
-    "departments", metadata,
-    sa.Column("department_id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("head_user_id", UUID(as_uuid=True)),
-    sa.Column("regions", ARRAY(sa.String(16)), nullable=False, server_default="{}"),
-)
+staff = staff_table(metadata)
+departments = departments_table(metadata)
 
 client_replica = sa.Table(
     "client_replica", metadata,

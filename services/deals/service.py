@@ -27,6 +27,7 @@ from crm_platform.errors import (
     register_remote_errors,
 )
 from crm_platform.inbox import claim_event
+from crm_platform.organisation import OrganisationReplica
 from crm_platform.service import PersistentService
 
 from . import moves, store
@@ -71,9 +72,11 @@ SORTS = {
 }
 
 
-class DealsService(ErpEntrypoints, TaskEntrypoints, ReactionEntrypoints, ForecastEntrypoints,
-                   PersistentService):
+class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, ReactionEntrypoints,
+                   ForecastEntrypoints, PersistentService):
     name = "deals"
+    staff_table = staff
+    departments_table = departments
 
     config = Config()
     clients_rpc = RpcProxy("clients")
@@ -707,29 +710,6 @@ class DealsService(ErpEntrypoints, TaskEntrypoints, ReactionEntrypoints, Forecas
         return self.get_work_calendar()
 
     # -- replicas of the organisation, the clients and the plans -----------------------------------
-    @event_handler("directory", "user_changed")
-    def handle_user_changed(self, event):
-        p = event.payload
-        with self.db.session() as session:
-            if not claim_event(session, event):
-                return
-            values = {"full_name": p["full_name"], "role": p["role"],
-                      "department_id": p["department_id"], "active": p["active"]}
-            session.execute(pg_insert(staff).values(user_id=p["user_id"], **values)
-                            .on_conflict_do_update(index_elements=["user_id"], set_=values))
-
-    @event_handler("directory", "department_changed")
-    def handle_department_changed(self, event):
-        p = event.payload
-        with self.db.session() as session:
-            if not claim_event(session, event):
-                return
-            values = {"name": p["name"], "head_user_id": p["head_user_id"],
-                      "regions": p["regions"]}
-            session.execute(pg_insert(departments).values(
-                department_id=p["department_id"], **values).on_conflict_do_update(
-                index_elements=["department_id"], set_=values))
-
     def _upsert_client(self, session, card: dict, *, now):
         """Keep the replica of a client (from its event or its card)."""
         client_id = card.get("client_id") or card.get("id")
