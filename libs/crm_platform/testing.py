@@ -166,6 +166,75 @@ def _reset_clock():
     clock.reset()
 
 
+class ReplicatedOrg(SqlReader):
+    """The organisation written straight into a service's replica of it (the tables of
+    ``crm_platform.organisation``), as the directory's events would: two departments (ural,
+    volga) with a head and two managers each, a director, an admin, and ``extra_people``
+    ((username, full name, role), no department). ``people[username]`` is the identity to call
+    with; ``id(username)`` the user id."""
+
+    def __init__(self, url: str, extra_people=()):
+        from .organisation import departments_table, staff_table
+
+        super().__init__(url)
+        metadata = sa.MetaData()
+        self._staff, departments = staff_table(metadata), departments_table(metadata)
+        self.departments: dict = {}
+        self.people: dict = {}
+        with self.engine.begin() as conn:
+            for key, name, regions in (("ural", "Уральский отдел", ["RU-SVE"]),
+                                       ("volga", "Приволжский отдел", ["RU-TA"])):
+                dept_id = uuid.uuid4()
+                self.departments[key] = dept_id
+                head = self._person(conn, f"head.{key}", f"Руководитель {key}", "sales_head",
+                                    dept_id)
+                conn.execute(sa.insert(departments).values(
+                    department_id=dept_id, name=name, head_user_id=head, regions=regions))
+                for n in (1, 2):
+                    self._person(conn, f"m.{key}.{n}", f"Менеджер {key} {n}", "manager", dept_id)
+            self._person(conn, "director", "Директор", "director", None)
+            self._person(conn, "admin", "Админ", "admin", None)
+            for username, full_name, role in extra_people:
+                self._person(conn, username, full_name, role, None)
+
+    def _person(self, conn, username, full_name, role, dept_id):
+        user_id = uuid.uuid4()
+        conn.execute(sa.insert(self._staff).values(user_id=user_id, full_name=full_name,
+                                                   role=role, department_id=dept_id,
+                                                   active=True))
+        self.people[username] = {"user_id": str(user_id), "role": role, "username": username,
+                                 "full_name": full_name,
+                                 **({"department_id": str(dept_id)} if dept_id else {})}
+        return user_id
+
+    def id(self, username) -> str:
+        return self.people[username]["user_id"]
+
+
+class ServiceCaller:
+    """Calls a running container's RPC methods as one of ``org.people``:
+    ``svc.create_client(data, as_user="head.ural")`` (default ``m.ural.1``; ``None``: no
+    identity). One call at a time per method (nameko's ``entrypoint_hook``)."""
+
+    def __init__(self, container, org, default_user: str = "m.ural.1"):
+        self.container = container
+        self.org = org
+        self.default_user = default_user
+
+    def call(self, method, *args, as_user: str | None = "", **kwargs):
+        from nameko.testing.services import entrypoint_hook
+
+        from .identity import IDENTITY_CONTEXT_KEY
+
+        user = self.default_user if as_user == "" else as_user
+        context = {IDENTITY_CONTEXT_KEY: self.org.people[user]} if user else {}
+        with entrypoint_hook(self.container, method, context_data=context) as hook:
+            return hook(*args, **kwargs)
+
+    def __getattr__(self, method):
+        return lambda *args, **kwargs: self.call(method, *args, **kwargs)
+
+
 def publish_events(amqp_uri: str, items: list[tuple[str, str, dict]]) -> list[dict]:
     """Publish other services' events as their outbox relays would: each (source, type,
     payload) checked against its contract, as an envelope on ``<source>.events`` with the type as

@@ -8,49 +8,19 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from nameko.testing.services import entrypoint_hook
 
 from crm_platform.clock import utcnow
-from crm_platform.identity import IDENTITY_CONTEXT_KEY
-from crm_platform.testing import SqlReader, publish_events, wait_for
-from services.deals.models import client_replica, departments, staff
+from crm_platform.testing import ReplicatedOrg, ServiceCaller, publish_events, wait_for
+from services.deals.models import client_replica
 from services.deals.service import DealsService
 
 
-class Org(SqlReader):
-    """Two departments (ural, volga) with a head and two managers each, a director, an admin and
-    an integration account; clients are added with ``add_client``."""
+class Org(ReplicatedOrg):
+    """The replicated organisation (see crm_platform.testing) plus an integration account
+    (``erp``); clients are added with ``add_client``."""
 
     def __init__(self, url: str):
-        super().__init__(url)
-        self.departments = {}
-        self.people = {}
-        with self.engine.begin() as conn:
-            for key, name, regions in (("ural", "Уральский отдел", ["RU-SVE"]),
-                                       ("volga", "Приволжский отдел", ["RU-TA"])):
-                dept_id = uuid.uuid4()
-                self.departments[key] = dept_id
-                head = self._person(conn, f"head.{key}", f"Руководитель {key}", "sales_head",
-                                    dept_id)
-                conn.execute(sa.insert(departments).values(
-                    department_id=dept_id, name=name, head_user_id=head, regions=regions))
-                for n in (1, 2):
-                    self._person(conn, f"m.{key}.{n}", f"Менеджер {key} {n}", "manager", dept_id)
-            self._person(conn, "director", "Директор", "director", None)
-            self._person(conn, "admin", "Админ", "admin", None)
-            self._person(conn, "erp", "1С", "integration", None)
-
-    def _person(self, conn, username, full_name, role, dept_id):
-        user_id = uuid.uuid4()
-        conn.execute(sa.insert(staff).values(user_id=user_id, full_name=full_name, role=role,
-                                             department_id=dept_id, active=True))
-        self.people[username] = {"user_id": str(user_id), "role": role, "username": username,
-                                 "full_name": full_name,
-                                 **({"department_id": str(dept_id)} if dept_id else {})}
-        return user_id
-
-    def id(self, username) -> str:
-        return self.people[username]["user_id"]
+        super().__init__(url, extra_people=[("erp", "1С", "integration")])
 
     def add_client(self, short_name, owner="m.ural.1", *, pool_of=None, region="RU-SVE",
                    counterparty_guid=None, **fields) -> str:
@@ -70,18 +40,7 @@ class Org(SqlReader):
         return str(client_id)
 
 
-class Deals:
-    def __init__(self, container, org):
-        self.container = container
-        self.org = org
-
-    def call(self, method, *args, as_user: str | None = "m.ural.1", **kwargs):
-        context = ({IDENTITY_CONTEXT_KEY: self.org.people[as_user]} if as_user else {})
-        with entrypoint_hook(self.container, method, context_data=context) as hook:
-            return hook(*args, **kwargs)
-
-    def __getattr__(self, method):
-        return lambda *args, **kwargs: self.call(method, *args, **kwargs)
+Deals = ServiceCaller
 
 
 class Bus:
