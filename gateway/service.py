@@ -25,6 +25,7 @@ from .routes.clients_ops import ClientOperationsRoutes
 from .routes.deals import DealRoutes
 from .routes.deals_tasks import DealTaskRoutes
 from .routes.erp import ErpRoutes
+from .routes.telephony import TelephonyWebhookRoutes
 from .schemas import (
     DeadLetterSchema,
     DepartmentSchema,
@@ -81,7 +82,7 @@ SERVICES_WITH_DEAD_LETTERS = ("directory", "clients", "deals", "telephony", "mai
 
 
 class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes, DealRoutes,
-                     DealTaskRoutes, ErpRoutes, ObservableService):
+                     DealTaskRoutes, ErpRoutes, TelephonyWebhookRoutes, ObservableService):
     name = "gateway"
 
     tokens = Tokens()

@@ -523,6 +523,23 @@ class CallRegistered(Schema):
     recording_url = fields.String(allow_none=True, load_default=None)
 
 
+@contract("telephony", "call_ringing")
+class CallRinging(Schema):
+    """A call rings at one of our extensions now (the screen pop): ``call_key`` is the call's key
+    at its PBX (the ``FinishedCall`` key registered later), ``user_id`` the manager on the
+    extension, ``client_id`` the client the number was last matched to (null: unknown)."""
+
+    call_key = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    pbx = fields.String(required=True, validate=validate.OneOf(["asterisk", "mango", "zadarma"]))
+    extension = fields.String(required=True)
+    user_id = fields.UUID(allow_none=True, load_default=None)
+    external_number = fields.String(allow_none=True, load_default=None)  # E.164 where known
+    client_id = fields.UUID(allow_none=True, load_default=None)
+    direction = fields.String(required=True, validate=validate.OneOf(
+        ["inbound", "outbound", "internal"]))
+    at = fields.AwareDateTime(required=True)
+
+
 @contract("mail", "email_registered")
 class EmailRegistered(Schema):
     """An e-mail received from or sent to a client (synced from a mailbox or sent from the CRM);

@@ -1,11 +1,86 @@
-"""nameko entrypoints of the telephony service.
+"""nameko entrypoints of the telephony service: calls registered by themselves.
 
-The platform frame only so far: health, readiness, metrics, the outbox relay and the dead-letter
-RPCs. Its domain arrives with its own issue.
+* the directory's people with their extensions and its departments, replicated (``staff``,
+  ``departments``);
+* the Asterisk AMI client (``ami_client``): finished calls registered, ringing announced;
+* the Mango Office and Zadarma webhooks as RPCs the gateway exposes (``webhooks``);
+* registration, matching and effects (``registration``): ``call_registered`` for every client
+  call, ``call_ringing`` for the screen pop, a lead for an unknown inbound number.
+
+Config: ``TELEPHONY_SERVICE_USER_ID`` (the integration identity it asks clients and deals as),
+the ``AMI_*`` keys (see ``ami_client``), ``MANGO_API_KEY``, ``MANGO_API_SALT``,
+``ZADARMA_SECRET``, ``ZADARMA_ALLOWED_IPS`` ("185.45.152.40/30"; empty: any address),
+``CLOUD_PBX_TIMEZONE`` ("Europe/Moscow").
 """
 
+from __future__ import annotations
+
+import logging
+
+from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from crm_platform.consumer import event_handler
+from crm_platform.errors import register_remote_errors
+from crm_platform.inbox import claim_event
 from crm_platform.service import PersistentService
 
+from .ami_client import ami_calls
+from .domain.calls import FinishedCall, Ringing
+from .models import departments, staff
+from .registration import Registration
+from .webhooks import CloudWebhooks
 
-class TelephonyService(PersistentService):
+log = logging.getLogger(__name__)
+
+# The deals service's refusals (422, 409) come back as the same classes, so that a lead it
+# refuses does not stop the call from being registered.
+register_remote_errors()
+
+
+class TelephonyService(Registration, CloudWebhooks, PersistentService):
     name = "telephony"
+
+    config = Config()
+    clients_rpc = RpcProxy("clients")
+    deals_rpc = RpcProxy("deals")
+
+    # -- the organisation -------------------------------------------------------------------------
+    @event_handler("directory", "user_changed")
+    def handle_user_changed(self, event):
+        p = event.payload
+        with self.db.session() as session:
+            if not claim_event(session, event):
+                return
+            values = {"full_name": p["full_name"], "role": p["role"],
+                      "department_id": p["department_id"], "active": p["active"],
+                      "extension": (p.get("extension") or "").strip() or None}
+            session.execute(pg_insert(staff).values(user_id=p["user_id"], **values)
+                            .on_conflict_do_update(index_elements=["user_id"], set_=values))
+
+    @event_handler("directory", "department_changed")
+    def handle_department_changed(self, event):
+        p = event.payload
+        with self.db.session() as session:
+            if not claim_event(session, event):
+                return
+            values = {"name": p["name"], "head_user_id": p["head_user_id"],
+                      "regions": p["regions"]}
+            session.execute(pg_insert(departments).values(
+                department_id=p["department_id"], **values).on_conflict_do_update(
+                index_elements=["department_id"], set_=values))
+
+    # -- Asterisk ---------------------------------------------------------------------------------
+    @ami_calls
+    def handle_ami_calls(self, items: list) -> int:
+        """What the AMI assembler produced, in order: ringing announced, finished calls
+        registered (each in its own transaction). Returns how many calls were new."""
+        registered = 0
+        for item in items:
+            with self.db.session() as session:
+                if isinstance(item, FinishedCall):
+                    registered += self.register(session, item) is not None
+                elif isinstance(item, Ringing):
+                    self.announce_ringing(session, item)
+        return registered
