@@ -25,6 +25,8 @@ from .routes.clients_ops import ClientOperationsRoutes
 from .routes.deals import DealRoutes
 from .routes.deals_tasks import DealTaskRoutes
 from .routes.erp import ErpRoutes
+from .routes.recordings import RecordingRoutes
+from .routes.screenpop import ScreenPopRoutes
 from .routes.telephony import TelephonyWebhookRoutes
 from .schemas import (
     DeadLetterSchema,
@@ -82,7 +84,8 @@ SERVICES_WITH_DEAD_LETTERS = ("directory", "clients", "deals", "telephony", "mai
 
 
 class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes, DealRoutes,
-                     DealTaskRoutes, ErpRoutes, TelephonyWebhookRoutes, ObservableService):
+                     DealTaskRoutes, ErpRoutes, TelephonyWebhookRoutes, RecordingRoutes,
+                     ScreenPopRoutes, ObservableService):
     name = "gateway"
 
     tokens = Tokens()

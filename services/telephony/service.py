@@ -5,12 +5,15 @@
 * the Asterisk AMI client (``ami_client``): finished calls registered, ringing announced;
 * the Mango Office and Zadarma webhooks as RPCs the gateway exposes (``webhooks``);
 * registration, matching and effects (``registration``): ``call_registered`` for every client
-  call, ``call_ringing`` for the screen pop, a lead for an unknown inbound number.
+  call, ``call_ringing`` for the screen pop, a lead for an unknown inbound number;
+* links to call recordings, short-lived and signed, for those who may see the client
+  (``recordings``).
 
 Config: ``TELEPHONY_SERVICE_USER_ID`` (the integration identity it asks clients and deals as),
 the ``AMI_*`` keys (see ``ami_client``), ``MANGO_API_KEY``, ``MANGO_API_SALT``,
 ``ZADARMA_SECRET``, ``ZADARMA_ALLOWED_IPS`` ("185.45.152.40/30"; empty: any address),
-``CLOUD_PBX_TIMEZONE`` ("Europe/Moscow").
+``CLOUD_PBX_TIMEZONE`` ("Europe/Moscow"), ``RECORDINGS_BASE_URL``, ``RECORDINGS_SECRET``,
+``RECORDINGS_TTL_SECONDS`` (300).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from crm_platform.service import PersistentService
 from .ami_client import ami_calls
 from .domain.calls import FinishedCall, Ringing
 from .models import departments, staff
+from .recordings import Recordings
 from .registration import Registration
 from .webhooks import CloudWebhooks
 
@@ -39,7 +43,7 @@ log = logging.getLogger(__name__)
 register_remote_errors()
 
 
-class TelephonyService(Registration, CloudWebhooks, PersistentService):
+class TelephonyService(Registration, CloudWebhooks, Recordings, PersistentService):
     name = "telephony"
 
     config = Config()

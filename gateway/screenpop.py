@@ -1,0 +1,353 @@
+"""Screen pop: ``telephony.call_ringing`` events pushed to the browsers of the ringing manager.
+
+``RingingHub`` is a dependency of the gateway (one per gateway process):
+
+* its own consumer in a container-managed thread, on its own connection, reading an exclusive,
+  auto-delete queue bound to ``telephony.events`` with the routing key ``call_ringing``: every
+  gateway replica gets every ring (a ring is only useful live: no acks, no retries, no dead
+  letters; a ring that arrives while the consumer reconnects is lost). The first queue is declared
+  in ``start``, so a ring published once the gateway has started reaches it. The consumer
+  reconnects with back-off, on a new queue (the old one went with its connection);
+* every event is checked against its contract (``parse_envelope``) and fanned out to the
+  subscriptions of its ``user_id`` (an open ``/api/v1/screen-pop`` stream each). A subscription
+  is a bounded queue of finished SSE frames: when a browser is slow the oldest frame is dropped;
+* a ring of a known client needs the client card, read as the subscriber (``clients.get_client``
+  with the subscriber's identity in the RPC context, so the clients service decides what the
+  manager may see). The hub does it in its own green threads (the HTTP request's worker is over
+  once the stream starts), through the container's RPC reply listener, once per identity for all
+  of that user's open streams, with a timeout. Refused or missing: "unknown number";
+  the clients service down or slow: the ring still goes out, with the client's id and link only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import eventlet
+from eventlet.event import Event as GreenEvent
+from eventlet.greenpool import GreenPool
+from eventlet.queue import Empty, Full, LightQueue
+from kombu import Connection, Consumer, Queue
+from kombu.exceptions import OperationalError
+from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_HEARTBEAT, HEARTBEAT_CONFIG_KEY
+from nameko.containers import WorkerContext
+from nameko.extensions import DependencyProvider
+from nameko.rpc import ReplyListener, ServiceProxy
+from nameko.standalone.events import get_event_exchange
+
+from crm_platform.contracts import ContractError, parse_envelope
+from crm_platform.errors import Forbidden, NotFound, Unauthenticated
+from crm_platform.identity import IDENTITY_CONTEXT_KEY, Identity
+
+log = logging.getLogger(__name__)
+
+SOURCE = "telephony"
+EVENT_TYPE = "call_ringing"
+UNKNOWN_HINT = "Неизвестный номер — создать лид"
+CLOSED = object()  # put into a subscription when the gateway stops: the stream ends
+
+DEFAULT_QUEUE_SIZE = 32
+DEFAULT_CARD_TIMEOUT_S = 2.0
+DEFAULT_ENRICHERS = 200
+DRAIN_TIMEOUT_S = 1.0
+MAX_BACKOFF_S = 15.0
+
+
+def sse_frame(event: str, data: dict, event_id: str | None = None) -> bytes:
+    """One Server-Sent Events block (the JSON has no raw newlines: one ``data:`` line)."""
+    lines = []
+    if event_id:
+        lines.append(f"id: {event_id}")
+    lines.append(f"event: {event}")
+    lines.append("data: " + json.dumps(data, ensure_ascii=False, default=str))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def unknown_number(external_number: str | None) -> dict:
+    summary: dict = {"unknown": True, "hint": UNKNOWN_HINT}
+    if external_number:
+        summary["create_lead"] = {"method": "POST", "path": "/api/v1/deals", "body": {
+            "source": "call", "lead": {"phone": external_number}}}
+    return summary
+
+
+def client_summary(card: dict) -> dict:
+    client_id = str(card["id"])
+    return {"unknown": False, "client": {
+        "id": client_id, "short_name": card.get("short_name"), "inn": card.get("inn"),
+        "owner_name": card.get("owner_name"), "link": f"/api/v1/clients/{client_id}"}}
+
+
+def ringing_data(payload: dict, summary: dict) -> dict:
+    return {"call_key": payload["call_key"], "pbx": payload["pbx"],
+            "direction": payload["direction"], "external_number": payload["external_number"],
+            "at": payload["at"].isoformat() if payload.get("at") else None, **summary}
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One open stream: the caller and the frames waiting for it (bounded, oldest dropped)."""
+
+    identity: Identity
+    maxsize: int = DEFAULT_QUEUE_SIZE
+    dropped: int = 0
+    queue: LightQueue = field(init=False)
+
+    def __post_init__(self):
+        self.queue = LightQueue(self.maxsize)
+
+    @property
+    def user_id(self) -> str:
+        return self.identity.user_id
+
+    def offer(self, item) -> None:
+        """Never blocks (the hub's threads call it): a full queue loses its oldest frame."""
+        while True:
+            try:
+                self.queue.put_nowait(item)
+                return
+            except Full:
+                try:
+                    self.queue.get_nowait()
+                    self.dropped += 1
+                except Empty:  # pragma: no cover - emptied in between
+                    pass
+
+    def get(self, timeout: float):
+        """The next frame (or ``CLOSED``); raises ``eventlet.queue.Empty`` after ``timeout``."""
+        return self.queue.get(timeout=timeout)
+
+
+class _HubEntrypoint:
+    """What a ``WorkerContext`` needs of an entrypoint, for the call ids of the hub's RPCs."""
+
+    method_name = "screen_pop"
+
+
+class RingingHub(DependencyProvider):
+    """See the module docstring. In a route: ``self.screen_pop.subscribe(identity)``."""
+
+    rpc_reply_listener = ReplyListener()
+
+    def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE,
+                 card_timeout_s: float = DEFAULT_CARD_TIMEOUT_S,
+                 enrichers: int = DEFAULT_ENRICHERS, **kwargs):
+        self.queue_size = queue_size
+        self.card_timeout_s = card_timeout_s
+        self.enrichers = enrichers
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._conn: Connection | None = None
+        self._consumer: Consumer | None = None
+        self._stopping = False
+        self._stop_requested = GreenEvent()
+        self._thread = None
+        self._pool: GreenPool | None = None
+        self.delivered = 0
+        super().__init__(**kwargs)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def setup(self):
+        config = self.container.config
+        self.amqp_uri = config[AMQP_URI_CONFIG_KEY]
+        self.heartbeat = config.get(HEARTBEAT_CONFIG_KEY, DEFAULT_HEARTBEAT)
+        self.exchange = get_event_exchange(SOURCE, config)
+        self._pool = GreenPool(self.enrichers)
+        conn = Connection(self.amqp_uri)  # not connected: only for the transport's error types
+        self._connection_errors = (conn.connection_errors + conn.channel_errors
+                                   + (OSError, OperationalError))
+
+    def start(self):
+        try:
+            self._connect()  # the first queue exists once the gateway has started
+        except Exception as exc:  # noqa: BLE001 - never keeps the gateway down: the thread retries
+            self._close()
+            log.warning("screen pop: no broker connection at start, retrying: %s", exc)
+        self._thread = self.container.spawn_managed_thread(
+            self._run, identifier="screen_pop ringing consumer")
+
+    def stop(self):
+        self._stopping = True
+        if not self._stop_requested.ready():
+            self._stop_requested.send(True)
+        for subscriptions in list(self._subscribers.values()):
+            for subscription in list(subscriptions):
+                subscription.offer(CLOSED)
+        if self._thread is not None:
+            try:
+                self._thread.wait()
+            except Exception:  # noqa: BLE001 - the container has logged it
+                pass
+        self._close()
+
+    def kill(self):
+        self._stopping = True
+        if self._thread is not None and self._thread is not eventlet.getcurrent():
+            self._thread.kill()
+        if self._pool is not None:
+            for thread in list(self._pool.coroutines_running):
+                thread.kill()
+        self._close()
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    # -- subscriptions -----------------------------------------------------------------------
+    def subscribe(self, identity: Identity) -> Subscription:
+        subscription = Subscription(identity, self.queue_size)
+        self._subscribers.setdefault(identity.user_id, set()).add(subscription)
+        if self._stopping:
+            subscription.offer(CLOSED)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscriptions = self._subscribers.get(subscription.user_id)
+        if subscriptions is None:
+            return
+        subscriptions.discard(subscription)
+        if not subscriptions:
+            self._subscribers.pop(subscription.user_id, None)
+
+    def subscriber_count(self, user_id: str | None = None) -> int:
+        if user_id is not None:
+            return len(self._subscribers.get(str(user_id), ()))
+        return sum(len(s) for s in self._subscribers.values())
+
+    # -- the consumer thread -----------------------------------------------------------------
+    def _run(self):
+        backoff = 0.0
+        while not self._stopping:
+            try:
+                if self._conn is None:
+                    self._connect()
+                backoff = 0.0
+                self._serve()
+            except self._connection_errors as exc:
+                self._close()
+                if self._stopping:
+                    break
+                backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF_S)
+                log.warning("screen pop consumer lost the broker, reconnecting in %.1fs: %s",
+                            backoff, exc)
+                with eventlet.Timeout(backoff, False):
+                    self._stop_requested.wait()
+        self._close()
+
+    def _connect(self):
+        conn = Connection(self.amqp_uri, heartbeat=self.heartbeat, connect_timeout=5,
+                          transport_options={"client_properties": {
+                              "connection_name": "gateway screen pop"}})
+        try:
+            conn.ensure_connection(max_retries=1)
+            channel = conn.channel()
+            # A new name on every connection: the previous queue died with its connection.
+            queue = Queue(
+                f"gateway-screen-pop-{socket.gethostname()}-{uuid.uuid4().hex[:12]}",
+                exchange=self.exchange, routing_key=EVENT_TYPE, durable=False,
+                exclusive=True, auto_delete=True,
+                queue_arguments={"x-message-ttl": 60_000},
+            )
+            self.queue = queue(channel)
+            self.queue.declare()
+            self._consumer = Consumer(channel, queues=[self.queue], on_message=self._on_message,
+                                      no_ack=True, accept=["application/json"],
+                                      auto_declare=False)
+            self._consumer.consume()
+        except BaseException:
+            try:
+                conn.collect()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
+                pass
+            raise
+        self._conn = conn
+
+    def _serve(self):
+        last_heartbeat = time.monotonic()
+        while not self._stopping:
+            now = time.monotonic()
+            if now - last_heartbeat >= 1.0:
+                self._conn.heartbeat_check()
+                last_heartbeat = now
+            try:
+                self._conn.drain_events(timeout=DRAIN_TIMEOUT_S)
+            except TimeoutError:  # socket.timeout
+                pass
+
+    def _close(self):
+        conn, self._conn, self._consumer = self._conn, None, None
+        if conn is None:
+            return
+        try:
+            conn.release()
+        except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
+            pass
+
+    # -- fan-out -----------------------------------------------------------------------------
+    def _on_message(self, message):
+        try:
+            event = parse_envelope(message.decode())
+        except ContractError as exc:
+            log.warning("screen pop: a ringing event breaks its contract, dropped: %s %s",
+                        exc, exc.errors)
+            return
+        except Exception as exc:  # noqa: BLE001 - not JSON: nothing to show anybody
+            log.warning("screen pop: undecodable ringing event dropped: %s", exc)
+            return
+        if event.source != SOURCE or event.type != EVENT_TYPE:
+            return
+        self.dispatch(event.payload, str(event.event_id))
+
+    def dispatch(self, payload: dict, event_id: str | None = None) -> int:
+        """Hand one ring to the open streams of its manager; returns how many streams got it
+        (or will, once the client card is read)."""
+        user_id = payload.get("user_id")
+        subscriptions = list(self._subscribers.get(str(user_id), ())) if user_id else []
+        if not subscriptions:
+            return 0
+        client_id = payload.get("client_id")
+        if client_id is None:
+            frame = sse_frame("ringing", ringing_data(
+                payload, unknown_number(payload.get("external_number"))), event_id)
+            for subscription in subscriptions:
+                subscription.offer(frame)
+            self.delivered += len(subscriptions)
+            return len(subscriptions)
+        # The card is read as the subscriber: once per distinct identity of the user's streams.
+        groups: dict[str, list[Subscription]] = {}
+        for subscription in subscriptions:
+            key = json.dumps(subscription.identity.to_context(), sort_keys=True)
+            groups.setdefault(key, []).append(subscription)
+        for group in groups.values():
+            self._pool.spawn_n(self._deliver_with_card, payload, event_id, group)
+        return len(subscriptions)
+
+    def _deliver_with_card(self, payload: dict, event_id: str | None, group: list) -> None:
+        summary = self.summary_for(group[0].identity, payload)
+        frame = sse_frame("ringing", ringing_data(payload, summary), event_id)
+        for subscription in group:
+            subscription.offer(frame)
+        self.delivered += len(group)
+
+    def summary_for(self, identity: Identity, payload: dict) -> dict:
+        client_id = str(payload["client_id"])
+        try:
+            with eventlet.Timeout(self.card_timeout_s):
+                card = self.rpc_as(identity, "clients").get_client(client_id)
+        except (NotFound, Forbidden, Unauthenticated):
+            return unknown_number(payload.get("external_number"))
+        except (eventlet.Timeout, Exception) as exc:  # noqa: BLE001 - degrade, still ring
+            log.warning("screen pop: client card %s unavailable: %r", client_id, exc)
+            return {"unknown": False, "card_unavailable": True, "client": {
+                "id": client_id, "link": f"/api/v1/clients/{client_id}"}}
+        return client_summary(card)
+
+    def rpc_as(self, identity: Identity, service: str) -> ServiceProxy:
+        """A proxy to ``service`` whose calls carry ``identity``, through the container's reply
+        queue (no connection of its own)."""
+        worker_ctx = WorkerContext(self.container, None, _HubEntrypoint(),
+                                   data={IDENTITY_CONTEXT_KEY: identity.to_context()})
+        return ServiceProxy(worker_ctx, service, self.rpc_reply_listener)
