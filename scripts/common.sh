@@ -14,6 +14,8 @@ export CRM_PG_ADMIN_URL="${CRM_PG_ADMIN_URL:-postgresql+psycopg2://crm_admin:crm
 # eventlet announces its own deprecation on every import; it is a known, accepted choice here.
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::DeprecationWarning,ignore::UserWarning:nameko.cli.main}"
 export CRM_GATEWAY_PORT="${CRM_GATEWAY_PORT:-8000}"
+export CRM_DEMO_PBX="${CRM_DEMO_PBX:-1}"          # 0: no simulated PBX with ./crm up
+export CRM_DEMO_PBX_PORT="${CRM_DEMO_PBX_PORT:-5038}"
 
 # name:port of every process `./crm up` starts (the port serves /healthz, /readyz, /metrics).
 SERVICES=(directory:8101 clients:8102 deals:8103 telephony:8104 mail:8105 erp_bridge:8106
