@@ -141,6 +141,11 @@ def test_ami_stream_with_a_reconnect_and_a_replay(start_crm):
         wait_for(lambda: crm.deals_sql.scalar(
             "SELECT count(*) FROM processed_events WHERE consumer LIKE '%call_registered'") == 3,
             message="deals to handle the three calls")
+        # The call that made the lead is on the lead's timeline.
+        timeline = crm.deals_sql.rows("SELECT kind, data FROM timeline WHERE deal_id = :d "
+                                      "AND kind = 'call'", d=leads[0]["id"])
+        assert [(t["kind"], t["data"]["answered"], t["data"]["direction"]) for t in timeline] == [
+            ("call", True, "inbound")]
         before = crm.snapshot()
 
         # The PBX drops the connection; after the reconnect it replays everything again.
