@@ -19,7 +19,6 @@ eventlet.monkey_patch()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -34,40 +33,14 @@ from kombu import Connection, Exchange  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "libs"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from crm_platform.config import env  # noqa: E402
+from event_pipeline import AMQP_HOST, drop_vhost, make_vhost  # noqa: E402
+
 from crm_platform.contracts import make_envelope  # noqa: E402
+from crm_platform.testing import free_port  # noqa: E402
 
-API = env("CRM_RABBIT_API_URI", "http://guest:guest@127.0.0.1:15672")
-AMQP_HOST = env("CRM_BENCH_AMQP_HOST", "127.0.0.1:5672")
 SECRET = "bench-secret-bench-secret-bench-secret"
-
-
-def make_vhost() -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(API)
-    base, auth = f"{parts.scheme}://{parts.hostname}:{parts.port}", (parts.username,
-                                                                       parts.password)
-    vhost = f"bench_{uuid.uuid4().hex[:8]}"
-    requests.put(f"{base}/api/vhosts/{vhost}", auth=auth, timeout=10).raise_for_status()
-    requests.put(f"{base}/api/permissions/{vhost}/{parts.username}", auth=auth, timeout=10,
-                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
-    return vhost
-
-
-def drop_vhost(vhost: str) -> None:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(API)
-    requests.delete(f"{parts.scheme}://{parts.hostname}:{parts.port}/api/vhosts/{vhost}",
-                    auth=(parts.username, parts.password), timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve(config_json: str) -> None:

@@ -52,14 +52,19 @@ class OrganisationReplica:
     staff_table: sa.Table
     departments_table: sa.Table
 
+    def staff_values(self, payload: dict) -> dict:
+        """The columns of a ``user_changed`` kept in the staff replica; a service keeping more
+        (telephony: the PBX extension) extends it."""
+        return {"full_name": payload["full_name"], "role": payload["role"],
+                "department_id": payload["department_id"], "active": payload["active"]}
+
     @event_handler("directory", "user_changed")
     def handle_user_changed(self, event):
         p = event.payload
         with self.db.session() as session:
             if not claim_event(session, event):
                 return
-            values = {"full_name": p["full_name"], "role": p["role"],
-                      "department_id": p["department_id"], "active": p["active"]}
+            values = self.staff_values(p)
             session.execute(pg_insert(self.staff_table).values(user_id=p["user_id"], **values)
                             .on_conflict_do_update(index_elements=["user_id"], set_=values))
 

@@ -22,11 +22,9 @@ import logging
 
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from crm_platform.consumer import event_handler
 from crm_platform.errors import register_remote_errors
-from crm_platform.inbox import claim_event
+from crm_platform.organisation import OrganisationReplica
 from crm_platform.service import PersistentService
 
 from .ami_client import ami_calls
@@ -43,37 +41,20 @@ log = logging.getLogger(__name__)
 register_remote_errors()
 
 
-class TelephonyService(Registration, CloudWebhooks, Recordings, PersistentService):
+class TelephonyService(OrganisationReplica, Registration, CloudWebhooks, Recordings,
+                       PersistentService):
     name = "telephony"
+    staff_table = staff
+    departments_table = departments
 
     config = Config()
     clients_rpc = RpcProxy("clients")
     deals_rpc = RpcProxy("deals")
 
-    # -- the organisation -------------------------------------------------------------------------
-    @event_handler("directory", "user_changed")
-    def handle_user_changed(self, event):
-        p = event.payload
-        with self.db.session() as session:
-            if not claim_event(session, event):
-                return
-            values = {"full_name": p["full_name"], "role": p["role"],
-                      "department_id": p["department_id"], "active": p["active"],
-                      "extension": (p.get("extension") or "").strip() or None}
-            session.execute(pg_insert(staff).values(user_id=p["user_id"], **values)
-                            .on_conflict_do_update(index_elements=["user_id"], set_=values))
-
-    @event_handler("directory", "department_changed")
-    def handle_department_changed(self, event):
-        p = event.payload
-        with self.db.session() as session:
-            if not claim_event(session, event):
-                return
-            values = {"name": p["name"], "head_user_id": p["head_user_id"],
-                      "regions": p["regions"]}
-            session.execute(pg_insert(departments).values(
-                department_id=p["department_id"], **values).on_conflict_do_update(
-                index_elements=["department_id"], set_=values))
+    # -- the organisation: the directory replica keeps each user's extension too ------------------
+    def staff_values(self, payload: dict) -> dict:
+        return {**super().staff_values(payload),
+                "extension": (payload.get("extension") or "").strip() or None}
 
     # -- Asterisk ---------------------------------------------------------------------------------
     @ami_calls
