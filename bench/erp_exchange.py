@@ -21,9 +21,7 @@ eventlet.monkey_patch()
 import argparse  # noqa: E402
 import base64  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -39,11 +37,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from deals_erp import seed  # noqa: E402
-from event_pipeline import AMQP_HOST, drop_vhost, make_vhost, raw_broker  # noqa: E402
+from event_pipeline import (  # noqa: E402
+    AMQP_HOST,
+    drop_vhost,
+    make_vhost,
+    raw_broker,
+    start_service,
+    stop_processes,
+)
 
 from crm_platform.identity import IDENTITY_CONTEXT_KEY  # noqa: E402
 from crm_platform.migrate import upgrade  # noqa: E402
-from crm_platform.testing import TestDatabases, free_port  # noqa: E402
+from crm_platform.testing import TestDatabases  # noqa: E402
 from services.erp_bridge.models import client_replica  # noqa: E402
 from services.erp_bridge.tests import ed_samples as ed  # noqa: E402
 
@@ -81,17 +86,6 @@ def messages_for(plan: list[dict], senders: int, per_message: int = 1) -> list[l
                         for number, start in enumerate(range(0, len(documents), per_message),
                                                        start=1)])
     return streams
-
-
-def start(service: str, cls: str, db_url: str, vhost: str) -> subprocess.Popen:
-    env = {**os.environ, "CRM_DB_URL": db_url,
-           "CRM_AMQP_URI": f"amqp://guest:guest@{AMQP_HOST}/{vhost}",
-           "CRM_HTTP_ADDRESS": f"127.0.0.1:{free_port()}", "CRM_REACTION_SCAN_SECONDS": "0",
-           "CRM_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen([sys.executable, "-m", "nameko", "run", "--config",
-                             str(ROOT / "config.yaml"), f"services.{service}.service:{cls}"],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
 
 
 def count(url: str, sql: str) -> int:
@@ -132,8 +126,8 @@ def main() -> int:
                    for stream in messages_for(plan, args.senders, args.per_message)]
         total = sum(len(stream) for stream in streams)
         documents = len(plan) * 5
-        processes = [start("deals", "DealsService", deals_url, vhost),
-                     start("erp_bridge", "ErpBridgeService", bridge_url, vhost)]
+        processes = [start_service("deals", "DealsService", deals_url, vhost),
+                     start_service("erp_bridge", "ErpBridgeService", bridge_url, vhost)]
         config = {"AMQP_URI": f"amqp://guest:guest@{AMQP_HOST}/{vhost}"}
         with ClusterRpcProxy(config, context_data={IDENTITY_CONTEXT_KEY: INTEGRATION}) as rpc:
             for _ in range(120):             # both services up and consuming
@@ -159,13 +153,7 @@ def main() -> int:
         won = count(deals_url, "SELECT count(*) FROM deals WHERE stage = 'closed_won' "
                                "AND payment_status = 'paid'")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
         databases.drop_all()
         drop_vhost(vhost)
 

@@ -17,8 +17,10 @@ eventlet.monkey_patch()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -62,6 +64,32 @@ def drop_vhost(vhost: str) -> None:
     parts = urlsplit(API)
     requests.delete(f"{parts.scheme}://{parts.hostname}:{parts.port}/api/vhosts/{vhost}",
                     auth=(parts.username, parts.password), timeout=10)
+
+
+def start_service(service: str, cls: str, db_url: str, vhost: str, **env) -> subprocess.Popen:
+    """One service as deployed (``nameko run`` with config.yaml) on ``vhost`` and ``db_url``;
+    ``env`` adds or overrides CRM_* settings."""
+    from crm_platform.testing import free_port
+
+    environ = {**os.environ, "CRM_DB_URL": db_url,
+               "CRM_AMQP_URI": f"amqp://guest:guest@{AMQP_HOST}/{vhost}",
+               "CRM_HTTP_ADDRESS": f"127.0.0.1:{free_port()}", "CRM_REACTION_SCAN_SECONDS": "0",
+               "CRM_LOG_LEVEL": "WARNING", **env}
+    return subprocess.Popen([sys.executable, "-m", "nameko", "run", "--config",
+                             str(ROOT / "config.yaml"), f"services.{service}.service:{cls}"],
+                            env=environ, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def stop_processes(processes) -> None:
+    """Terminate, wait up to 20 s each, kill what is left."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def raw_broker(vhost: str, n: int) -> tuple[float, float]:

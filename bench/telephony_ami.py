@@ -20,7 +20,6 @@ eventlet.monkey_patch()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -36,7 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from event_pipeline import AMQP_HOST, drop_vhost, make_vhost, raw_broker  # noqa: E402
+from event_pipeline import (  # noqa: E402
+    AMQP_HOST,
+    drop_vhost,
+    make_vhost,
+    raw_broker,
+    start_service,
+    stop_processes,
+)
 
 from crm_platform.identity import IDENTITY_CONTEXT_KEY  # noqa: E402
 from crm_platform.organisation import departments_table, staff_table  # noqa: E402
@@ -46,17 +52,6 @@ from services.telephony import models as tel  # noqa: E402
 EXTENSIONS = {"m.ural.1": "101", "m.ural.2": "102", "m.volga.1": "103", "m.volga.2": "104"}
 KNOWN_PHONE = "+7 916 555-27-41"
 STALL_SECONDS = 60
-
-
-def start(service: str, cls: str, db_url: str, vhost: str, **env) -> subprocess.Popen:
-    environ = {**os.environ, "CRM_DB_URL": db_url,
-               "CRM_AMQP_URI": f"amqp://guest:guest@{AMQP_HOST}/{vhost}",
-               "CRM_HTTP_ADDRESS": f"127.0.0.1:{free_port()}", "CRM_REACTION_SCAN_SECONDS": "0",
-               "CRM_LOG_LEVEL": "WARNING", **env}
-    return subprocess.Popen([sys.executable, "-m", "nameko", "run", "--config",
-                             str(ROOT / "config.yaml"), f"services.{service}.service:{cls}"],
-                            env=environ, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
 
 
 def seed_org(clients_url: str, deals_url: str, tel_url: str) -> ReplicatedOrg:
@@ -112,8 +107,8 @@ def main() -> int:
         org = seed_org(clients_url, deals_url, tel_url)
         org.dispose()
         config = {"AMQP_URI": f"amqp://guest:guest@{AMQP_HOST}/{vhost}"}
-        processes += [start("clients", "ClientsService", clients_url, vhost),
-                      start("deals", "DealsService", deals_url, vhost)]
+        processes += [start_service("clients", "ClientsService", clients_url, vhost),
+                      start_service("deals", "DealsService", deals_url, vhost)]
         manager = {IDENTITY_CONTEXT_KEY: org.people["m.ural.1"]}
         with ClusterRpcProxy(config, context_data=manager) as rpc:
             for _ in range(120):             # both services up and consuming
@@ -150,7 +145,7 @@ def main() -> int:
         threading.Thread(target=watch, daemon=True).start()
         if not listening.wait(120):
             raise RuntimeError("the simulator did not start")
-        processes.append(start("telephony", "TelephonyService", tel_url, vhost,
+        processes.append(start_service("telephony", "TelephonyService", tel_url, vhost,
                                CRM_AMI_HOST="127.0.0.1", CRM_AMI_PORT=str(port),
                                CRM_AMI_USERNAME="crm", CRM_AMI_SECRET="bench",
                                CRM_AMI_GRACE_SECONDS="1"))
@@ -172,13 +167,7 @@ def main() -> int:
     finally:
         if engine is not None:
             engine.dispose()
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
         databases.drop_all()
         drop_vhost(vhost)
 
