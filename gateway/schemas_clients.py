@@ -192,6 +192,9 @@ class DuplicateReasonSchema(Schema):
         "description": "inn, inn_kpp, phone, email, name, similar_name, similar_name_other_inn, "
                        "inn_other_branch"})
     value = fields.String()
+    contact_id = fields.UUID(metadata={
+        "description": "the contact person whose phone or e-mail matched (absent: the client's "
+                       "own)"})
 
 
 class DuplicateMatchSchema(Schema):

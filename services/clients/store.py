@@ -42,7 +42,8 @@ def exact_hits(session, keys: list[tuple[str, str, object]]) -> list[tuple[str, 
         return []
     pairs = list({(kind, value) for kind, value, _ in keys})
     rows = session.execute(
-        sa.select(identifiers.c.kind, identifiers.c.value, clients)
+        sa.select(identifiers.c.kind, identifiers.c.value,
+                  identifiers.c.contact_id.label("matched_contact_id"), clients)
         .join(clients, clients.c.id == identifiers.c.client_id)
         .where(sa.tuple_(identifiers.c.kind, identifiers.c.value).in_(pairs))
         .where(clients.c.merged_into.is_(None))

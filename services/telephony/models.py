@@ -38,6 +38,7 @@ calls = sa.Table(
     sa.Column("department_id", UUID(as_uuid=True)),
     sa.Column("client_id", UUID(as_uuid=True)),
     sa.Column("client_owner_id", UUID(as_uuid=True)),
+    sa.Column("contact_id", UUID(as_uuid=True)),   # the contact person whose number it was
     sa.Column("lead_deal_id", UUID(as_uuid=True)),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("answered_at", sa.DateTime(timezone=True)),

@@ -99,6 +99,7 @@ class Registration:
             match = self._match_number(call.external_number)
         client_id = uuid.UUID(match["client_id"]) if match else None
         client_owner = uuid.UUID(match["owner_id"]) if match and match.get("owner_id") else None
+        contact_id = _contact_of(match)
         lead_deal_id = None
         if call.direction == "inbound" and client_id is None and call.external_number:
             lead_deal_id = self._lead_for_unknown(call, user_id, department_id)
@@ -109,6 +110,7 @@ class Registration:
             external_raw=(call.external_raw or None) and call.external_raw[:100],
             rang=list(call.rang), answered_by=call.answered_by, user_id=user_id,
             department_id=department_id, client_id=client_id, client_owner_id=client_owner,
+            contact_id=contact_id,
             lead_deal_id=lead_deal_id, started_at=call.started_at,
             answered_at=call.answered_at, ended_at=call.ended_at,
             duration_seconds=max(0, call.duration_seconds),
@@ -120,7 +122,7 @@ class Registration:
             return None
         if call.direction != "internal":
             self.outbox.emit(session, "call_registered", {
-                "call_id": call_id, "client_id": client_id, "contact_id": None,
+                "call_id": call_id, "client_id": client_id, "contact_id": contact_id,
                 "user_id": user_id, "direction": call.direction, "answered": call.answered,
                 "started_at": call.started_at,
                 "duration_seconds": max(0, call.duration_seconds),
@@ -164,6 +166,14 @@ class Registration:
             "client_id": self._known_client(session, ringing.external_number),
             "direction": ringing.direction, "at": ringing.at or utcnow(),
         })
+
+
+def _contact_of(match: dict | None) -> uuid.UUID | None:
+    """The contact person the matched phone belongs to (None: the client's own number)."""
+    for reason in (match or {}).get("reasons", ()):
+        if reason.get("reason") == "phone" and reason.get("contact_id"):
+            return uuid.UUID(reason["contact_id"])
+    return None
 
 
 def _jsonable(value):

@@ -25,8 +25,12 @@ class Match:
     blocking: bool = False
     reasons: list[dict] = field(default_factory=list)
 
-    def add(self, reason: str, value: str, score: float, blocking: bool):
-        self.reasons.append({"reason": reason, "value": value})
+    def add(self, reason: str, value: str, score: float, blocking: bool,
+            contact_id: str | None = None):
+        entry = {"reason": reason, "value": value}
+        if contact_id:  # a phone or e-mail of a contact person: whose it is
+            entry["contact_id"] = contact_id
+        self.reasons.append(entry)
         self.score = max(self.score, score)
         self.blocking = self.blocking or blocking
 
@@ -53,7 +57,9 @@ def rank(candidate: dict, exact: list[tuple[str, str, dict]],
             else:
                 m.add("inn", value, REASON_SCORES["inn"], True)
         else:
-            m.add(kind, value, REASON_SCORES[kind], True)
+            contact_id = row.get("matched_contact_id")
+            m.add(kind, value, REASON_SCORES[kind], True,
+                  contact_id=str(contact_id) if contact_id else None)
 
     for row, similarity in fuzzy:
         if similarity < SIMILAR_NAME:

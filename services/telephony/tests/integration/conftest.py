@@ -65,6 +65,7 @@ class Crm:
     tel_sql: SqlReader
     telephony: ServiceCaller
     known_client_id: str
+    known_contact_id: str           # Петров, whose mobile is ``known_phone``
 
     def registered_events(self) -> list[dict]:
         return [r["envelope"]["payload"] for r in self.tel_sql.rows(
@@ -134,7 +135,7 @@ def start_crm(service_db, service_config, container_factory, rabbit_config):
             "SELECT count(*) FROM client_replica WHERE client_id = :c", c=created["id"]),
             message="the client in the deals service")
         return Crm(org, svc, deals_sql, tel_sql, ServiceCaller(telephony, org, None),
-                   created["id"])
+                   created["id"], created["contacts"][0]["id"])
 
     yield start
     for reader in readers:

@@ -113,6 +113,8 @@ def test_ami_stream_with_a_reconnect_and_a_replay(start_crm):
         assert answered["lead_deal_id"] is not None
         assert missed["rang"] == ["101", "102", "103"] and missed["answered_by"] is None
         assert str(missed["client_id"]) == crm.known_client_id and missed["user_id"] is None
+        assert str(missed["contact_id"]) == crm.known_contact_id     # the contact's mobile
+        assert answered["contact_id"] is None
         assert str(missed["department_id"]) == str(org.departments["ural"])
         assert outbound["direction"] == "outbound" and outbound["answered_by"] == "102"
         assert str(outbound["user_id"]) == org.id("m.ural.2")
@@ -125,6 +127,7 @@ def test_ami_stream_with_a_reconnect_and_a_replay(start_crm):
         assert by_number["+79031234567"]["answered"] is True
         assert by_number["+79031234567"]["deal_id"] == str(answered["lead_deal_id"])
         assert by_number["+79165552741"]["client_id"] == crm.known_client_id
+        assert by_number["+79165552741"]["contact_id"] == crm.known_contact_id
         assert by_number["+79165552741"]["answered"] is False
         assert by_number["+79161234567"]["direction"] == "outbound"
         ringing = crm.ringing_events()
