@@ -15,9 +15,11 @@ whole call.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import sqlalchemy as sa
 from nameko.rpc import rpc
+from nameko.timer import timer
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.clock import utcnow
@@ -55,8 +57,30 @@ def _bad_payload(exc: BadPayload):
                             fields={"payload": [str(exc)]})
 
 
+def forget_old_notifications(session, older_than_days: int) -> int:
+    """Drop the Mango legs and Zadarma events seen more than ``older_than_days`` ago: they only
+    guard against re-deliveries and fold calls in progress, and a PBX re-sends for hours, not
+    weeks. Any replica may run it at any time (plain deletes)."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    removed = session.execute(sa.delete(mango_legs).where(mango_legs.c.received_at < cutoff))
+    removed_z = session.execute(
+        sa.delete(zadarma_events).where(zadarma_events.c.received_at < cutoff))
+    return (removed.rowcount or 0) + (removed_z.rowcount or 0)
+
+
 class CloudWebhooks:
-    """Mixin of ``TelephonyService`` (needs ``register`` and ``announce_ringing``)."""
+    """Mixin of ``TelephonyService`` (needs ``register`` and ``announce_ringing``).
+
+    Config ``WEBHOOK_DEDUP_DAYS`` (14): how long notifications are kept to recognise repeats."""
+
+    @timer(interval=3600)
+    def forget_old_webhook_notifications(self):
+        """Hourly: the tables of seen notifications keep only the last ``WEBHOOK_DEDUP_DAYS``."""
+        days = int(self.config.get("WEBHOOK_DEDUP_DAYS") or 14)
+        with self.db.session() as session:
+            removed = forget_old_notifications(session, days)
+        if removed:
+            log.info("forgot %d cloud PBX notifications older than %d days", removed, days)
 
     def _cloud_tz(self) -> str:
         return str(self.config.get("CLOUD_PBX_TIMEZONE") or "Europe/Moscow")

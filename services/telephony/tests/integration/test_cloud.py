@@ -3,11 +3,16 @@ the three sample calls each, a duplicate re-delivery, a forged signature, a wron
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from crm_platform.clock import clock, utcnow
+from crm_platform.db import SessionFactory
 from crm_platform.errors import Forbidden, Unauthenticated
 from crm_platform.testing import wait_for
 from services.telephony.tests import cloud_samples as cs
+from services.telephony.webhooks import forget_old_notifications
 
 from .conftest import MANGO_KEY, MANGO_SALT, ZADARMA_SECRET
 
@@ -144,3 +149,19 @@ def test_zadarma_calls_duplicates_forgery_and_wrong_ip(start_crm):
     lead = crm.deals_sql.rows("SELECT * FROM deals WHERE id = :d", d=row["lead_deal_id"])[0]
     assert lead["source"] == "call" and lead["lead"]["phone"] == "+79260001122"
     assert str(lead["owner_id"]) == crm.org.id("head.ural")
+
+
+def test_seen_notifications_are_forgotten_after_the_dedup_window(start_crm):
+    crm = start_crm(KNOWN)
+    mango_send(crm, [cs.mango_answered_inbound()])
+    zadarma_send(crm, cs.zadarma_answered_inbound())
+    legs, zadarma = crm.tel_sql.count("mango_legs"), crm.tel_sql.count("zadarma_events")
+    assert legs > 0 and zadarma > 0
+    sessions = SessionFactory(crm.tel_sql.engine)
+    with sessions.session() as session:               # within the window: kept
+        assert forget_old_notifications(session, 14) == 0
+    clock.travel_to(utcnow() + timedelta(days=15))     # (the clock is reset after each test)
+    with sessions.session() as session:
+        assert forget_old_notifications(session, 14) == legs + zadarma
+    assert crm.tel_sql.count("mango_legs") == crm.tel_sql.count("zadarma_events") == 0
+    assert crm.tel_sql.count("calls") == 2            # the calls themselves stay
