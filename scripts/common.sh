@@ -109,6 +109,58 @@ ensure_postgres() {
   fi
 }
 
+# -- Prometheus (deploy/observability tests) ----------------------------------------------------
+# tests/deploy run a private Prometheus (own config, port and storage) from the OS package against
+# running services and RabbitMQ's prometheus plugin. Installing the package must not start the
+# system service: policy-rc.d refuses it during the install, and systemd hosts disable it after.
+export CRM_RABBIT_PROMETHEUS_URI="${CRM_RABBIT_PROMETHEUS_URI:-http://127.0.0.1:15692}"
+
+ensure_prometheus() {
+  if [ ! -x /usr/bin/prometheus ]; then
+    say "installing Prometheus from the OS packages (the system service stays off)"
+    local policy=/usr/sbin/policy-rc.d ours=""
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\n# RoofCRM: no service starts while packages install\nexit 101\n' | as_root tee "$policy" >/dev/null
+      as_root chmod 755 "$policy"; ours=1
+    fi
+    apt_install prometheus
+    if [ -n "$ours" ]; then as_root rm -f "$policy"; fi
+    if [ -d /run/systemd/system ]; then as_root systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+  fi
+  # The broker's queue metrics (depth, consumers) come from its prometheus plugin (port 15692).
+  if ! "$PY" -m tools.infra tcp-ping 127.0.0.1 15692 >/dev/null 2>&1 && command -v rabbitmq-plugins >/dev/null; then
+    say "enabling the RabbitMQ prometheus plugin"
+    as_root rabbitmq-plugins enable rabbitmq_prometheus >/dev/null || die "could not enable rabbitmq_prometheus"
+  fi
+}
+
+# -- Dovecot (mail tests and bench/mail_sync.py) ---------------------------------------------------
+# The mail tests start private Dovecot IMAP instances (tools/dovecot.py: own config, port and
+# maildirs); only the binaries are needed. The system service must not start (it would take 143).
+ensure_dovecot() {
+  if ! command -v dovecot >/dev/null || ! command -v doveadm >/dev/null; then
+    say "installing Dovecot IMAP from the OS packages (the system service stays off)"
+    local policy=/usr/sbin/policy-rc.d ours=""
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\n# RoofCRM: no service starts while packages install\nexit 101\n' | as_root tee "$policy" >/dev/null
+      as_root chmod 755 "$policy"; ours=1
+    fi
+    apt_install dovecot-imapd
+    if [ -n "$ours" ]; then as_root rm -f "$policy"; fi
+    if [ -d /run/systemd/system ]; then as_root systemctl disable --now dovecot >/dev/null 2>&1 || true; fi
+  fi
+}
+
+# -- Chromium (the browser tests of the gateway's pages, gateway/tests/browser) -------------------
+# Debian's chromium and chromium-driver; the tests drive them through selenium with
+# /usr/bin/chromedriver, so nothing downloads a browser of its own.
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    say "installing Chromium and its WebDriver from the OS packages (browser tests)"
+    apt_install chromium chromium-driver
+  fi
+}
+
 ensure_infra() {
   ensure_venv
   ensure_rabbitmq

@@ -239,7 +239,7 @@ class UserChanged(Schema):
     full_name = fields.String(required=True)
     email = fields.String(allow_none=True, load_default=None)
     role = fields.String(required=True, validate=validate.OneOf(
-        ["manager", "sales_head", "director", "admin", "integration"]))
+        ["manager", "sales_head", "director", "admin", "integration", "dispatcher", "driver"]))
     department_id = fields.UUID(allow_none=True, load_default=None)
     regions = fields.List(fields.String(), load_default=list)
     extension = fields.String(allow_none=True, load_default=None)
@@ -552,6 +552,14 @@ class EmailRegistered(Schema):
     sent_at = fields.AwareDateTime(required=True)
     subject = fields.String(allow_none=True, load_default=None)
     deal_id = fields.UUID(allow_none=True, load_default=None)   # when sent from a deal
+    # Optional, added with the mail service (consumers of version 1 ignore them): the contact
+    # person matched by address, the thread (threads merge when a late parent arrives), the
+    # mailbox, and the addresses as lower-cased.
+    contact_id = fields.UUID(allow_none=True, load_default=None)
+    thread_id = fields.UUID(allow_none=True, load_default=None)
+    mailbox_id = fields.UUID(allow_none=True, load_default=None)
+    from_address = fields.String(allow_none=True, load_default=None)
+    to_addresses = fields.List(fields.String(), load_default=list)
 
 
 @contract("deals", "deal_created")
@@ -682,11 +690,72 @@ class SalesPlanChanged(Schema):
     department_id = fields.UUID(allow_none=True, load_default=None)
     month = fields.Date(required=True)          # the first day of the month
     sales_amount = fields.Decimal(required=True, **_money)
+    # Shipments are planned and measured in tonnes (the realisations' weight), not roubles.
     shipments_amount = fields.Decimal(allow_none=True, load_default=None, **_money)
     payments_amount = fields.Decimal(allow_none=True, load_default=None, **_money)
     new_clients = fields.Integer(allow_none=True, load_default=None)
     calls = fields.Integer(allow_none=True, load_default=None)
     meetings = fields.Integer(allow_none=True, load_default=None)
+
+
+@contract("payroll", "salary_document_changed")
+class SalaryDocumentChanged(Schema):
+    """A manager's monthly salary document was computed, recomputed, marked stale (its facts
+    changed after confirmation), confirmed, approved, returned for correction or exported
+    (``action``); ``state`` and ``total`` are the document's after the change."""
+
+    document_id = fields.UUID(required=True)
+    user_id = fields.UUID(required=True)
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    month = fields.Date(required=True)          # the first day of the month
+    state = fields.String(required=True, validate=validate.OneOf(
+        ["draft", "confirmed", "approved", "exported"]))
+    action = fields.String(required=True, validate=validate.OneOf(
+        ["computed", "stale", "confirmed", "approved", "returned", "exported"]))
+    stale = fields.Boolean(load_default=False)
+    total = fields.Decimal(required=True, **_money)
+    revision = fields.Integer(required=True, validate=validate.Range(min=1))
+    changed_by = fields.UUID(allow_none=True, load_default=None)
+
+
+class KpiFigure(Schema):
+    """One KPI of a manager's month: plan (null: none set), fact, fulfilment in % (null: no
+    plan). Money KPIs (sales, payments) in roubles, shipments in tonnes, the rest counts."""
+
+    kpi = fields.String(required=True, validate=validate.OneOf(
+        ["sales", "shipments", "payments", "new_clients", "calls", "meetings"]))
+    title = fields.String(load_default="")
+    plan = fields.Decimal(allow_none=True, load_default=None, as_string=True, allow_nan=False)
+    fact = fields.Decimal(required=True, as_string=True, allow_nan=False)
+    fulfilment = fields.Decimal(allow_none=True, load_default=None, **_money)
+
+
+class KpiNextTier(Schema):
+    """What if: how much more of ``kpi`` lifts the weighted fulfilment to the next bonus tier
+    (``from_pct``, ``rate`` %), and the month's pay then."""
+
+    kpi = fields.String(required=True)
+    title = fields.String(load_default="")
+    from_pct = fields.Decimal(required=True, as_string=True, allow_nan=False)
+    rate = fields.Decimal(required=True, as_string=True, allow_nan=False)
+    more_needed = fields.Decimal(required=True, **_money)
+    pay_then = fields.Decimal(required=True, **_money)
+
+
+@contract("payroll", "kpi_changed")
+class KpiChanged(Schema):
+    """A manager's KPI figures for a month changed (facts applied from the ERP, calls, meetings,
+    new clients, or a new plan): the whole desk widget, pushed live to the manager's browser.
+    ``projected_pay`` is the month's pay so far (null: no pay scheme for the position)."""
+
+    user_id = fields.UUID(required=True)
+    department_id = fields.UUID(allow_none=True, load_default=None)
+    month = fields.Date(required=True)          # the first day of the month (Moscow)
+    kpis = fields.List(fields.Nested(KpiFigure), required=True)
+    weighted_fulfilment = fields.Decimal(allow_none=True, load_default=None, **_money)
+    projected_pay = fields.Decimal(allow_none=True, load_default=None, **_money)
+    next_tier = fields.Nested(KpiNextTier, allow_none=True, load_default=None)
+    cause = fields.String(load_default="", validate=validate.Length(max=100))
 
 
 # clients: reactivation campaigns.
@@ -705,3 +774,62 @@ class ReactivationCallRequested(Schema):
     department_id = fields.UUID(allow_none=True, load_default=None)
     due_at = fields.AwareDateTime(required=True)
     requested_by = fields.UUID(allow_none=True, load_default=None)
+
+
+# logistics: delivery of shipments (transport orders carried by trips). One transport order is one
+# stop of a trip; ``sequence`` grows with every change of the order, so a consumer keeps the
+# highest it saw and late or repeated events change nothing.
+
+DELIVERY_STATUSES = ["new", "planned", "loading", "in_transit", "delivered", "cancelled"]
+
+
+class DeliverySnapshot(Schema):
+    transport_order_id = fields.UUID(required=True)
+    number = fields.String(required=True)
+    sequence = fields.Integer(required=True, validate=validate.Range(min=1))
+    trip_id = fields.UUID(allow_none=True, load_default=None)
+    trip_number = fields.String(allow_none=True, load_default=None)
+    deal_id = fields.UUID(allow_none=True, load_default=None)    # null: deals finds it (below)
+    client_id = fields.UUID(allow_none=True, load_default=None)
+    shipment_guid = fields.UUID(allow_none=True, load_default=None)  # the ERP shipment
+    order_guid = fields.UUID(allow_none=True, load_default=None)     # its customer order
+    region = fields.String(allow_none=True, load_default=None)
+    window_start = fields.AwareDateTime(allow_none=True, load_default=None)
+    window_end = fields.AwareDateTime(allow_none=True, load_default=None)
+    planned_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    weight_kg = fields.Decimal(allow_none=True, load_default=None, places=3, as_string=True,
+                               allow_nan=False)
+    freight_cost = fields.Decimal(allow_none=True, load_default=None, **_money)
+    vehicle_plate = fields.String(allow_none=True, load_default=None)
+    driver_name = fields.String(allow_none=True, load_default=None)
+
+
+@contract("logistics", "delivery_status_changed")
+class DeliveryStatusChanged(DeliverySnapshot):
+    """A transport order (one stop of a trip) changed status: ``new`` (to plan), ``planned``
+    (on a trip), ``loading``, ``in_transit``, ``delivered``, ``cancelled`` (by the dispatcher,
+    with its trip, or because its ERP shipment was un-posted or deleted). ``at`` is when it
+    happened; ``loaded_at``/``departed_at``/``delivered_at`` the actual times so far;
+    ``freight_cost`` the order's share of its trip's cost (by weight). ``deal_id`` is set when
+    logistics knows the deal (a hand-made order naming it, or learned from ``deal_stage_changed``
+    naming the shipment); otherwise the deals service finds the deal by ``shipment_guid`` /
+    ``order_guid`` among its own ERP documents."""
+
+    status = fields.String(required=True, validate=validate.OneOf(DELIVERY_STATUSES))
+    previous_status = fields.String(allow_none=True, load_default=None)
+    at = fields.AwareDateTime(required=True)
+    loaded_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    departed_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    delivered_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    on_time = fields.Boolean(allow_none=True, load_default=None)     # delivered: by window_end
+    reason = fields.String(allow_none=True, load_default=None)
+    changed_by = fields.UUID(allow_none=True, load_default=None)
+
+
+@contract("logistics", "delivery_late")
+class DeliveryLate(DeliverySnapshot):
+    """A transport order's delivery window ended without delivery (raised once per order by the
+    lateness scan): the deal's owner gets a task."""
+
+    status = fields.String(required=True, validate=validate.OneOf(DELIVERY_STATUSES))
+    detected_at = fields.AwareDateTime(required=True)

@@ -16,7 +16,9 @@ from .errors import Forbidden, Unauthenticated
 
 IDENTITY_CONTEXT_KEY = "crm_identity"
 
-ROLES = ("manager", "sales_head", "director", "admin", "integration")
+# dispatcher: manages the fleet, transport orders and trips (logistics); driver: a driver's own
+# login for the driver page (sees and updates only the trips the logistics service gives them).
+ROLES = ("manager", "sales_head", "director", "admin", "integration", "dispatcher", "driver")
 
 
 @dataclass(frozen=True)

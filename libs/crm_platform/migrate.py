@@ -53,6 +53,10 @@ def run_migrations(context, target_metadata) -> None:
         poolclass=pool.NullPool,
     )
     with connectable.connect() as connection:
+        # Every pod of a service may migrate at start (an init container per replica): a session
+        # lock lets one of them apply the revisions while the others wait, then find none to do.
+        connection.exec_driver_sql("SELECT pg_advisory_lock(hashtext('crm_platform.migrate'))")
+        connection.commit()
         # The platform tables (outbox, processed_events) live in every service's database.
         from .tables import platform_metadata
 

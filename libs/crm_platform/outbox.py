@@ -271,6 +271,10 @@ class OutboxRelay:
         return count, lag
 
     def purge_published(self) -> int:
+        """Delete sent events older than ``retention_days``; 0 (or less) keeps them all: the
+        outbox is then the producer's event log, which ``export_events`` pages for replay."""
+        if self.retention_days <= 0:
+            return 0
         with self.sessions.session() as session:
             result = session.execute(
                 sa.delete(outbox).where(
@@ -279,6 +283,28 @@ class OutboxRelay:
                 )
             )
         return result.rowcount or 0
+
+
+EXPORT_MAX_LIMIT = 5000
+
+
+def export_events(session, after: int = 0, limit: int = 1000,
+                  event_types: list[str] | None = None) -> dict:
+    """One page of this service's event history: published outbox rows with ``id > after`` in id
+    order (the order the relay sent them), at most ``limit`` (capped at ``EXPORT_MAX_LIMIT``),
+    only ``event_types`` when given. ``{"events": [envelope, ...], "next_after": id, "done":
+    bool}``; pass ``next_after`` back for the next page. Unsent rows are not history yet: they
+    reach consumers live."""
+    limit = max(1, min(int(limit), EXPORT_MAX_LIMIT))
+    query = (sa.select(outbox.c.id, outbox.c.envelope)
+             .where(outbox.c.published_at.is_not(None), outbox.c.id > int(after))
+             .order_by(outbox.c.id).limit(limit))
+    if event_types:
+        query = query.where(outbox.c.type.in_(list(event_types)))
+    rows = session.execute(query).all()
+    return {"events": [row.envelope for row in rows],
+            "next_after": rows[-1].id if rows else int(after),
+            "done": len(rows) < limit}
 
 
 class EventEmitter:
@@ -310,7 +336,8 @@ class Outbox(DependencyProvider):
     """``self.outbox.emit(session, type, payload)`` plus the relay running in the background.
 
     Config: ``OUTBOX_POLL_INTERVAL`` (s, default 0.5; a commit that emitted wakes it at once),
-    ``OUTBOX_BATCH_SIZE`` (default 500), ``OUTBOX_RETENTION_DAYS`` (default 7).
+    ``OUTBOX_BATCH_SIZE`` (default 500), ``OUTBOX_RETENTION_DAYS`` (default 7 here; 0 keeps every
+    sent event for replay through ``export_events``, and config.yaml makes 0 the default).
     """
 
     def __init__(self):

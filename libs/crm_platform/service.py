@@ -24,7 +24,7 @@ from .db import Database
 from .deadletters import list_dead_letters, redrive_dead_letters
 from .identity import Caller
 from .observability import REGISTRY, Observability
-from .outbox import Outbox
+from .outbox import Outbox, export_events
 from .web import http
 
 
@@ -117,6 +117,18 @@ class PersistentService(ObservableService):
         (admin only); returns how many were moved."""
         self.caller.require("admin")
         return redrive_dead_letters(self.config_amqp_uri(), self.name, handler=handler)
+
+    @rpc
+    def export_events(self, after: int = 0, limit: int = 1000,
+                      event_types: list[str] | None = None) -> dict:
+        """This service's event history for replay (admin or integration accounts, e.g. a read
+        model rebuilding itself): published outbox envelopes with id > ``after`` in the order
+        they were sent, at most ``limit`` (≤ 5000), optionally only ``event_types``. Returns
+        ``{"events": [...], "next_after": <id>, "done": bool}``. History reaches back as far as
+        ``OUTBOX_RETENTION_DAYS`` keeps it (0: all of it)."""
+        self.caller.require("admin", "integration")
+        with self.db.session() as session:
+            return export_events(session, after, limit, event_types)
 
     def config_amqp_uri(self) -> str:
         return self.broker.amqp_uri

@@ -1,10 +1,11 @@
-"""The services whose own issues have not filled them yet (mail, payroll, reports, logistics) are
-the platform frame: each starts on its migrated database, answers health and readiness, and keeps
-its dead letters for admins only. Their issues add their behaviour and its tests."""
+"""The platform frame every service stands on: each starts on its migrated database (with its
+defaults: no PBX, no 1C, no mailbox configured), answers health and readiness, and keeps its dead
+letters for admins only. Every package under ``services/`` is checked, so a new one is too."""
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 import requests
@@ -15,12 +16,13 @@ from crm_platform.identity import IDENTITY_CONTEXT_KEY
 
 pytestmark = pytest.mark.integration
 
-FRAMES = [("mail", "MailService"), ("payroll", "PayrollService"),
-          ("reports", "ReportsService"), ("logistics", "LogisticsService")]
+SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
+FRAMES = [(d.name, "".join(part.title() for part in d.name.split("_")) + "Service")
+          for d in sorted(SERVICES_DIR.iterdir()) if (d / "service.py").exists()]
 
 
 @pytest.mark.parametrize(("name", "cls"), FRAMES)
-def test_a_frame_service_starts_answers_health_and_guards_its_dead_letters(
+def test_every_service_starts_answers_health_and_guards_its_dead_letters(
         name, cls, container_factory, service_config, service_db):
     service = getattr(importlib.import_module(f"services.{name}.service"), cls)
     config = service_config(db_url=service_db(name))
