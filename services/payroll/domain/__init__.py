@@ -1,0 +1,1 @@
+"""The payroll rules as plain modules (no nameko): months, pay formulas, facts, the workflow."""
