@@ -3,7 +3,8 @@
 Entrypoints check the caller, call the domain (``domain/``), write through ``store`` and ``moves``,
 and emit in the same transaction. Areas too big for one file are mixins: ``erp`` (the funnel driven
 by 1C documents), ``tasks`` (tasks, meetings, the calendar, notifications), ``reactions`` (the
-periodic scans and the reactions to calls and e-mails), ``forecast``.
+periodic scans and the reactions to calls and e-mails), ``forecast``, ``deliveries`` (the
+logistics service's delivery statuses on the deal's timeline, late deliveries as tasks).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from crm_platform.organisation import OrganisationReplica
 from crm_platform.service import PersistentService
 
 from . import moves, store
+from .deliveries import DeliveryEntrypoints
 from .domain.deal_input import (
     SOURCES,
     default_title,
@@ -73,7 +75,7 @@ SORTS = {
 
 
 class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, ReactionEntrypoints,
-                   ForecastEntrypoints, PersistentService):
+                   ForecastEntrypoints, DeliveryEntrypoints, PersistentService):
     name = "deals"
     staff_table = staff
     departments_table = departments

@@ -36,5 +36,6 @@ users = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint(
-        "role in ('manager','sales_head','director','admin','integration')", name="ck_users_role"),
+        "role in ('manager','sales_head','director','admin','integration','dispatcher','driver')",
+        name="ck_users_role"),
 )
