@@ -6,7 +6,7 @@ Both kinds carry the same claims, so one mapping turns either into an ``Identity
     sub                 user id
     preferred_username  login
     name                full name
-    crm_role            manager | sales_head | director | admin | integration
+    crm_role            manager | sales_head | director | admin | integration | dispatcher | driver
     crm_department_id   department id (managers and sales heads)
     crm_regions         region codes the department covers
 """

@@ -3,7 +3,7 @@ from these (the gateway keeps its own: it never imports a service's code)."""
 
 from marshmallow import Schema, fields, validate
 
-ROLES = ["manager", "sales_head", "director", "admin", "integration"]
+ROLES = ["manager", "sales_head", "director", "admin", "integration", "dispatcher", "driver"]
 
 
 class LoginSchema(Schema):

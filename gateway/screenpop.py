@@ -1,22 +1,32 @@
-"""Screen pop: ``telephony.call_ringing`` events pushed to the browsers of the ringing manager.
+"""Live pushes: events pushed to the open browsers of the person they concern, over SSE.
 
-``RingingHub`` is a dependency of the gateway (one per gateway process):
+One ``LiveHub`` per gateway process carries several kinds of live event (``LiveKind``), each a
+stream of its own:
 
-* its own consumer in a container-managed thread, on its own connection, reading an exclusive,
-  auto-delete queue bound to ``telephony.events`` with the routing key ``call_ringing``: every
-  gateway replica gets every ring (a ring is only useful live: no acks, no retries, no dead
-  letters; a ring that arrives while the consumer reconnects is lost). The first queue is declared
-  in ``start``, so a ring published once the gateway has started reaches it. The consumer
-  reconnects with back-off, on a new queue (the old one went with its connection);
-* every event is checked against its contract (``parse_envelope``) and fanned out to the
-  subscriptions of its ``user_id`` (an open ``/api/v1/screen-pop`` stream each). A subscription
-  is a bounded queue of finished SSE frames: when a browser is slow the oldest frame is dropped;
+* ``screen_pop`` — ``telephony.call_ringing`` to the ringing manager, with the client card
+  (``GET /api/v1/screen-pop``);
+* ``kpi`` — ``payroll.kpi_changed`` to the manager whose KPI figures moved (``GET
+  /api/v1/kpi/stream``): the whole desk widget, as payroll dumped it.
+
+The hub:
+
+* has its own consumer in a container-managed thread, on its own connection, reading one
+  exclusive, auto-delete queue bound to every kind's ``<source>.events`` exchange with its event
+  type as routing key: every gateway replica gets every event (live pushes are only useful live:
+  no acks, no retries, no dead letters; an event that arrives while the consumer reconnects is
+  lost). The first queue is declared in ``start``, so an event published once the gateway has
+  started reaches it. The consumer reconnects with back-off, on a new queue (the old one went
+  with its connection);
+* checks every event against its contract (``parse_envelope``) and fans it out to the
+  subscriptions of its kind and ``user_id`` (an open stream each). A subscription is a bounded
+  queue of finished SSE frames: when a browser is slow the oldest frame is dropped;
 * a ring of a known client needs the client card, read as the subscriber (``clients.get_client``
   with the subscriber's identity in the RPC context, so the clients service decides what the
   manager may see). The hub does it in its own green threads (the HTTP request's worker is over
   once the stream starts), through the container's RPC reply listener, once per identity for all
   of that user's open streams, with a timeout. Refused or missing: "unknown number";
   the clients service down or slow: the ring still goes out, with the client's id and link only.
+  A KPI event needs nothing more: the frame is its payload.
 """
 
 from __future__ import annotations
@@ -26,13 +36,14 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import eventlet
 from eventlet.event import Event as GreenEvent
 from eventlet.greenpool import GreenPool
 from eventlet.queue import Empty, Full, LightQueue
-from kombu import Connection, Consumer, Queue
+from kombu import Connection, Consumer, Queue, binding
 from kombu.exceptions import OperationalError
 from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_HEARTBEAT, HEARTBEAT_CONFIG_KEY
 from nameko.containers import WorkerContext
@@ -46,8 +57,6 @@ from crm_platform.identity import IDENTITY_CONTEXT_KEY, Identity
 
 log = logging.getLogger(__name__)
 
-SOURCE = "telephony"
-EVENT_TYPE = "call_ringing"
 UNKNOWN_HINT = "Неизвестный номер — создать лид"
 CLOSED = object()  # put into a subscription when the gateway stops: the stream ends
 
@@ -91,10 +100,12 @@ def ringing_data(payload: dict, summary: dict) -> dict:
 
 @dataclass(eq=False)
 class Subscription:
-    """One open stream: the caller and the frames waiting for it (bounded, oldest dropped)."""
+    """One open stream: the caller, its kind, and the frames waiting for it (bounded, oldest
+    dropped)."""
 
     identity: Identity
     maxsize: int = DEFAULT_QUEUE_SIZE
+    kind: str = "screen_pop"
     dropped: int = 0
     queue: LightQueue = field(init=False)
 
@@ -126,21 +137,73 @@ class Subscription:
 class _HubEntrypoint:
     """What a ``WorkerContext`` needs of an entrypoint, for the call ids of the hub's RPCs."""
 
-    method_name = "screen_pop"
+    method_name = "live_push"
 
 
-class RingingHub(DependencyProvider):
-    """See the module docstring. In a route: ``self.screen_pop.subscribe(identity)``."""
+@dataclass(frozen=True)
+class LiveKind:
+    """One kind of live push: the event it carries (``source``.``event_type``) and how an event
+    becomes frames for the subscriptions of its ``user_id``:
+    ``deliver(hub, payload, raw_payload, event_id, subscriptions)``."""
+
+    name: str
+    source: str
+    event_type: str
+    deliver: Callable
+
+
+def deliver_ringing(hub, payload: dict, raw_payload: dict, event_id, subscriptions) -> None:
+    """A ring: at once for an unknown number, else with the client card read per identity."""
+    client_id = payload.get("client_id")
+    if client_id is None:
+        frame = sse_frame("ringing", ringing_data(
+            payload, unknown_number(payload.get("external_number"))), event_id)
+        for subscription in subscriptions:
+            subscription.offer(frame)
+        hub.delivered += len(subscriptions)
+        return
+    # The card is read as the subscriber: once per distinct identity of the user's streams.
+    groups: dict[str, list[Subscription]] = {}
+    for subscription in subscriptions:
+        key = json.dumps(subscription.identity.to_context(), sort_keys=True)
+        groups.setdefault(key, []).append(subscription)
+    for group in groups.values():
+        hub._pool.spawn_n(hub._deliver_with_card, payload, event_id, group)
+
+
+def deliver_as_is(frame_event: str):
+    """A push whose frame is the event's payload as its producer dumped it."""
+
+    def deliver(hub, payload: dict, raw_payload: dict, event_id, subscriptions) -> None:
+        frame = sse_frame(frame_event, raw_payload, event_id)
+        for subscription in subscriptions:
+            subscription.offer(frame)
+        hub.delivered += len(subscriptions)
+
+    return deliver
+
+
+SCREEN_POP = LiveKind("screen_pop", "telephony", "call_ringing", deliver_ringing)
+KPI = LiveKind("kpi", "payroll", "kpi_changed", deliver_as_is("kpi"))
+LIVE_KINDS = (SCREEN_POP, KPI)
+
+
+class LiveHub(DependencyProvider):
+    """See the module docstring. In a route: ``self.live.subscribe(identity, "kpi")``."""
 
     rpc_reply_listener = ReplyListener()
 
-    def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE,
+    def __init__(self, kinds: tuple[LiveKind, ...] = LIVE_KINDS, *,
+                 queue_size: int = DEFAULT_QUEUE_SIZE,
                  card_timeout_s: float = DEFAULT_CARD_TIMEOUT_S,
                  enrichers: int = DEFAULT_ENRICHERS, **kwargs):
+        self.kinds = {kind.name: kind for kind in kinds}
+        self._by_event = {(kind.source, kind.event_type): kind for kind in kinds}
         self.queue_size = queue_size
         self.card_timeout_s = card_timeout_s
         self.enrichers = enrichers
-        self._subscribers: dict[str, set[Subscription]] = {}
+        # (kind, user id) -> that user's open streams of that kind
+        self._subscribers: dict[tuple[str, str], set[Subscription]] = {}
         self._conn: Connection | None = None
         self._consumer: Consumer | None = None
         self._stopping = False
@@ -155,7 +218,8 @@ class RingingHub(DependencyProvider):
         config = self.container.config
         self.amqp_uri = config[AMQP_URI_CONFIG_KEY]
         self.heartbeat = config.get(HEARTBEAT_CONFIG_KEY, DEFAULT_HEARTBEAT)
-        self.exchange = get_event_exchange(SOURCE, config)
+        self.exchanges = {source: get_event_exchange(source, config)
+                          for source in {kind.source for kind in self.kinds.values()}}
         self._pool = GreenPool(self.enrichers)
         conn = Connection(self.amqp_uri)  # not connected: only for the transport's error types
         self._connection_errors = (conn.connection_errors + conn.channel_errors
@@ -166,9 +230,9 @@ class RingingHub(DependencyProvider):
             self._connect()  # the first queue exists once the gateway has started
         except Exception as exc:  # noqa: BLE001 - never keeps the gateway down: the thread retries
             self._close()
-            log.warning("screen pop: no broker connection at start, retrying: %s", exc)
+            log.warning("live push: no broker connection at start, retrying: %s", exc)
         self._thread = self.container.spawn_managed_thread(
-            self._run, identifier="screen_pop ringing consumer")
+            self._run, identifier="live push consumer")
 
     def stop(self):
         self._stopping = True
@@ -197,25 +261,27 @@ class RingingHub(DependencyProvider):
         return self
 
     # -- subscriptions -----------------------------------------------------------------------
-    def subscribe(self, identity: Identity) -> Subscription:
-        subscription = Subscription(identity, self.queue_size)
-        self._subscribers.setdefault(identity.user_id, set()).add(subscription)
+    def subscribe(self, identity: Identity, kind: str = SCREEN_POP.name) -> Subscription:
+        if kind not in self.kinds:
+            raise ValueError(f"no live push of kind {kind}")
+        subscription = Subscription(identity, self.queue_size, kind)
+        self._subscribers.setdefault((kind, identity.user_id), set()).add(subscription)
         if self._stopping:
             subscription.offer(CLOSED)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        subscriptions = self._subscribers.get(subscription.user_id)
+        key = (subscription.kind, subscription.user_id)
+        subscriptions = self._subscribers.get(key)
         if subscriptions is None:
             return
         subscriptions.discard(subscription)
         if not subscriptions:
-            self._subscribers.pop(subscription.user_id, None)
+            self._subscribers.pop(key, None)
 
-    def subscriber_count(self, user_id: str | None = None) -> int:
-        if user_id is not None:
-            return len(self._subscribers.get(str(user_id), ()))
-        return sum(len(s) for s in self._subscribers.values())
+    def subscriber_count(self, user_id: str | None = None, kind: str | None = None) -> int:
+        return sum(len(subs) for (k, uid), subs in self._subscribers.items()
+                   if (kind is None or k == kind) and (user_id is None or uid == str(user_id)))
 
     # -- the consumer thread -----------------------------------------------------------------
     def _run(self):
@@ -231,7 +297,7 @@ class RingingHub(DependencyProvider):
                 if self._stopping:
                     break
                 backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF_S)
-                log.warning("screen pop consumer lost the broker, reconnecting in %.1fs: %s",
+                log.warning("live push consumer lost the broker, reconnecting in %.1fs: %s",
                             backoff, exc)
                 with eventlet.Timeout(backoff, False):
                     self._stop_requested.wait()
@@ -240,18 +306,21 @@ class RingingHub(DependencyProvider):
     def _connect(self):
         conn = Connection(self.amqp_uri, heartbeat=self.heartbeat, connect_timeout=5,
                           transport_options={"client_properties": {
-                              "connection_name": "gateway screen pop"}})
+                              "connection_name": "gateway live push"}})
         try:
             conn.ensure_connection(max_retries=1)
             channel = conn.channel()
             # A new name on every connection: the previous queue died with its connection.
             queue = Queue(
-                f"gateway-screen-pop-{socket.gethostname()}-{uuid.uuid4().hex[:12]}",
-                exchange=self.exchange, routing_key=EVENT_TYPE, durable=False,
-                exclusive=True, auto_delete=True,
+                f"gateway-live-{socket.gethostname()}-{uuid.uuid4().hex[:12]}",
+                bindings=[binding(self.exchanges[kind.source], routing_key=kind.event_type)
+                          for kind in self.kinds.values()],
+                durable=False, exclusive=True, auto_delete=True,
                 queue_arguments={"x-message-ttl": 60_000},
             )
             self.queue = queue(channel)
+            for exchange in self.exchanges.values():
+                exchange(channel).declare()
             self.queue.declare()
             self._consumer = Consumer(channel, queues=[self.queue], on_message=self._on_message,
                                       no_ack=True, accept=["application/json"],
@@ -291,38 +360,28 @@ class RingingHub(DependencyProvider):
         try:
             event = parse_envelope(message.decode())
         except ContractError as exc:
-            log.warning("screen pop: a ringing event breaks its contract, dropped: %s %s",
+            log.warning("live push: an event breaks its contract, dropped: %s %s",
                         exc, exc.errors)
             return
         except Exception as exc:  # noqa: BLE001 - not JSON: nothing to show anybody
-            log.warning("screen pop: undecodable ringing event dropped: %s", exc)
+            log.warning("live push: undecodable event dropped: %s", exc)
             return
-        if event.source != SOURCE or event.type != EVENT_TYPE:
+        kind = self._by_event.get((event.source, event.type))
+        if kind is None:
             return
-        self.dispatch(event.payload, str(event.event_id))
+        self.dispatch(event.payload, str(event.event_id), kind=kind.name,
+                      raw_payload=event.raw_payload)
 
-    def dispatch(self, payload: dict, event_id: str | None = None) -> int:
-        """Hand one ring to the open streams of its manager; returns how many streams got it
-        (or will, once the client card is read)."""
+    def dispatch(self, payload: dict, event_id: str | None = None, *,
+                 kind: str = SCREEN_POP.name, raw_payload: dict | None = None) -> int:
+        """Hand one event of ``kind`` to the open streams of its ``user_id``; returns how many
+        streams got it (or will, once what it needs is read)."""
         user_id = payload.get("user_id")
-        subscriptions = list(self._subscribers.get(str(user_id), ())) if user_id else []
+        subscriptions = list(self._subscribers.get((kind, str(user_id)), ())) if user_id else []
         if not subscriptions:
             return 0
-        client_id = payload.get("client_id")
-        if client_id is None:
-            frame = sse_frame("ringing", ringing_data(
-                payload, unknown_number(payload.get("external_number"))), event_id)
-            for subscription in subscriptions:
-                subscription.offer(frame)
-            self.delivered += len(subscriptions)
-            return len(subscriptions)
-        # The card is read as the subscriber: once per distinct identity of the user's streams.
-        groups: dict[str, list[Subscription]] = {}
-        for subscription in subscriptions:
-            key = json.dumps(subscription.identity.to_context(), sort_keys=True)
-            groups.setdefault(key, []).append(subscription)
-        for group in groups.values():
-            self._pool.spawn_n(self._deliver_with_card, payload, event_id, group)
+        self.kinds[kind].deliver(self, payload, raw_payload if raw_payload is not None
+                                 else payload, event_id, subscriptions)
         return len(subscriptions)
 
     def _deliver_with_card(self, payload: dict, event_id: str | None, group: list) -> None:
@@ -340,7 +399,7 @@ class RingingHub(DependencyProvider):
         except (NotFound, Forbidden, Unauthenticated):
             return unknown_number(payload.get("external_number"))
         except (eventlet.Timeout, Exception) as exc:  # noqa: BLE001 - degrade, still ring
-            log.warning("screen pop: client card %s unavailable: %r", client_id, exc)
+            log.warning("live push: client card %s unavailable: %r", client_id, exc)
             return {"unknown": False, "card_unavailable": True, "client": {
                 "id": client_id, "link": f"/api/v1/clients/{client_id}"}}
         return client_summary(card)

@@ -19,13 +19,18 @@ from crm_platform.web import http
 from .api import api
 from .auth import Tokens
 from .openapi import build_spec
+from .pages import PageSessionRoutes
 from .routes.clients import ClientRoutes
 from .routes.clients_import import ClientImportRoutes
 from .routes.clients_ops import ClientOperationsRoutes
 from .routes.deals import DealRoutes
 from .routes.deals_tasks import DealTaskRoutes
 from .routes.erp import ErpRoutes
+from .routes.logistics import LogisticsRoutes
+from .routes.mail import MailRoutes
+from .routes.payroll import PayrollRoutes
 from .routes.recordings import RecordingRoutes
+from .routes.reports import ReportRoutes
 from .routes.screenpop import ScreenPopRoutes
 from .routes.telephony import TelephonyWebhookRoutes
 from .schemas import (
@@ -85,7 +90,8 @@ SERVICES_WITH_DEAD_LETTERS = ("directory", "clients", "deals", "telephony", "mai
 
 class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes, DealRoutes,
                      DealTaskRoutes, ErpRoutes, TelephonyWebhookRoutes, RecordingRoutes,
-                     ScreenPopRoutes, ObservableService):
+                     ScreenPopRoutes, MailRoutes, ReportRoutes, PayrollRoutes,
+                     LogisticsRoutes, PageSessionRoutes, ObservableService):
     name = "gateway"
 
     tokens = Tokens()

@@ -336,8 +336,110 @@ def _days_ahead(days: int, hour: int | None = None) -> str:
     return moment.replace(hour=hour, minute=0, second=0, microsecond=0).isoformat()
 
 
+def load_logistics(api: Api, progress: Progress, managers_per_department: int) -> int:
+    """The transport company: a dispatcher and two drivers with their own logins (roles
+    ``dispatcher`` and ``driver``), a hired carrier, our vehicles and one of the carrier's. The 1C
+    shipments of the ``erp`` step become transport orders by themselves (logistics consumes
+    them); the dispatcher plans them at /logistics/dispatcher."""
+    existing_users = {u["username"]: u for u in api.get("/api/v1/users", include_inactive="true")}
+    people = [("dispatcher", "Логинова Анна Сергеевна", "dispatcher"),
+              ("driver.1", "Шевцов Андрей Викторович", "driver"),
+              ("driver.2", "Гусев Олег Николаевич", "driver")]
+    task = progress.add_task("логистика", total=len(people) + 6)
+    created = 0
+    for username, full_name, role in people:
+        if username not in existing_users:
+            existing_users[username] = api.post("/api/v1/users", {
+                "username": username, "full_name": full_name, "role": role,
+                "password": DEMO_PASSWORD})
+            created += 1
+        progress.advance(task)
+    dispatcher = Api(api.base)
+    dispatcher.login("dispatcher", DEMO_PASSWORD)
+    carriers = {c["name"]: c for c in dispatcher.get("/api/v1/logistics/carriers")}
+    carrier = carriers.get("ТК «Урал-Транзит»") or dispatcher.post(
+        "/api/v1/logistics/carriers", {"name": "ТК «Урал-Транзит»", "rate_kind": "per_km",
+                                       "rate": "62.00", "phone": "+7 343 300-20-10"})
+    created += "ТК «Урал-Транзит»" not in carriers
+    progress.advance(task)
+    plates = {v["plate"] for v in dispatcher.get("/api/v1/logistics/vehicles",
+                                                 include_inactive="true")}
+    fleet = [
+        {"plate": "А101КР96", "kind": "curtain_sider", "payload_t": "20", "body_length_m": "13.6",
+         "volume_m3": "86", "ownership": "own", "per_km_rate": "48.50", "per_hour_rate": "650"},
+        {"plate": "В202КР96", "kind": "flatbed", "payload_t": "10", "body_length_m": "8.0",
+         "ownership": "own", "per_km_rate": "38.00", "per_hour_rate": "600"},
+        {"plate": "Е303КР96", "kind": "crane", "payload_t": "7", "body_length_m": "6.5",
+         "ownership": "own", "per_km_rate": "55.00", "per_hour_rate": "900"},
+        {"plate": "М404ТТ66", "kind": "curtain_sider", "payload_t": "20",
+         "body_length_m": "13.6", "ownership": "carrier", "carrier_id": carrier["id"]},
+    ]
+    for vehicle in fleet:
+        if vehicle["plate"] not in plates:
+            dispatcher.post("/api/v1/logistics/vehicles", vehicle)
+            created += 1
+        progress.advance(task)
+    drivers = {d["full_name"] for d in dispatcher.get("/api/v1/logistics/drivers",
+                                                      include_inactive="true")}
+    for username, phone, licence in (("driver.1", "+7 912 600-11-01", "6612000101"),
+                                     ("driver.2", "+7 912 600-11-02", "6612000102")):
+        user = existing_users[username]
+        if user["full_name"] not in drivers:
+            dispatcher.post("/api/v1/logistics/drivers", {
+                "full_name": user["full_name"], "phone": phone, "licence": licence,
+                "user_id": user["id"]})
+            created += 1
+    progress.advance(task)
+    return created
+
+
+DEMO_PAY_SCHEME = {
+    "position": "manager", "valid_from": "2026-01-01", "name": "Менеджер по продажам, 2026",
+    "fixed": "45000.00",
+    "percentages": [{"kpi": "payments", "rate": "0.5", "cap": "40000.00"}],
+    "weights": [{"kpi": "sales", "weight": "0.7"},
+                {"kpi": "payments", "weight": "0.3", "cap_pct": "150"}],
+    "bonus": {"base_kpi": "sales", "mode": "whole", "cap": "120000.00",
+              "tiers": [{"from_pct": "80", "rate": "1"}, {"from_pct": "100", "rate": "2"},
+                        {"from_pct": "120", "rate": "2.5"}]},
+    "total_cap": "150000.00", "what_if_kpi": "sales"}
+
+
+def load_payroll(api: Api, progress: Progress, managers_per_department: int) -> int:
+    """The managers' pay scheme (as the admin) and a plan for every manager for the current and
+    the previous month (as the director), so the desk KPI widgets show plan against fact."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    created = 0
+    if not api.get("/api/v1/payroll/schemes", position="manager"):
+        api.post("/api/v1/payroll/schemes", DEMO_PAY_SCHEME)
+        created += 1
+    director = Api(api.base)
+    director.login("director", DEMO_PASSWORD)
+    now = datetime.now(ZoneInfo("Europe/Moscow"))
+    current = f"{now.year}-{now.month:02d}"
+    previous = f"{now.year - 1}-12" if now.month == 1 else f"{now.year}-{now.month - 1:02d}"
+    rng = random.Random(11)
+    for month in (previous, current):
+        overview = director.get("/api/v1/payroll/plans", month=month)
+        missing = [m for m in overview["managers"] if m["plan"] is None]
+        task = progress.add_task(f"планы {month}", total=len(missing))
+        for manager in missing:
+            sales = rng.randrange(8, 30) * 100_000
+            plan = {"sales": f"{sales}.00", "shipments": f"{sales // 60_000}",
+                    "payments": f"{int(sales * 0.9)}.00", "new_clients": rng.randrange(2, 8),
+                    "calls": rng.randrange(150, 400), "meetings": rng.randrange(4, 16)}
+            Api.check(director.http.put(
+                f"{api.base}/api/v1/payroll/plans/{month}/{manager['user_id']}", json=plan,
+                timeout=30))
+            created += 1
+            progress.advance(task)
+    return created
+
+
 STEPS = [("organisation", load_organisation), ("clients", load_clients), ("deals", load_deals),
-         ("erp", load_erp_documents)]
+         ("erp", load_erp_documents), ("logistics", load_logistics), ("payroll", load_payroll)]
 
 
 def main(argv=None) -> int:

@@ -1,10 +1,13 @@
-"""Screen pop stream of the gateway: a mixin of ``GatewayService``.
+"""Live streams of the gateway (Server-Sent Events, one ``LiveHub`` behind them all, see
+``gateway/screenpop.py``): a mixin of ``GatewayService``.
 
-``GET /api/v1/screen-pop`` is a Server-Sent Events stream of the caller's ringing calls (see
-``gateway/screenpop.py``)::
+``GET /api/v1/screen-pop`` streams the caller's ringing calls, ``GET /api/v1/kpi/stream`` the
+caller's KPI widget whenever its figures move (the current widget first)::
 
     const es = new EventSource("/api/v1/screen-pop?access_token=" + token);
     es.addEventListener("ringing", (e) => show(JSON.parse(e.data)));
+    const kpi = new EventSource("/api/v1/kpi/stream?access_token=" + token);
+    kpi.addEventListener("kpi", (e) => render(JSON.parse(e.data)));
 
 The token comes as usual in ``Authorization: Bearer``; a browser's ``EventSource`` cannot send
 headers, so ``?access_token=`` is taken too (checked by the same ``Authority``; keep it out of
@@ -20,16 +23,23 @@ noticed at the next write (a ping at the latest) and unsubscribed.
 
 from __future__ import annotations
 
+import logging
+
+import eventlet
 from eventlet.queue import Empty
 from marshmallow import EXCLUDE, Schema, fields
+from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from crm_platform.identity import Caller
 
 from ..api import ApiEndpoint
-from ..screenpop import CLOSED, RingingHub, Subscription
+from ..screenpop import CLOSED, KPI, SCREEN_POP, LiveHub, Subscription, sse_frame
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 15.0
+SNAPSHOT_TIMEOUT_S = 2.0
 RETRY_MS = 3000
 
 
@@ -63,11 +73,12 @@ class EventStream:
     """The body of an SSE response. ``close`` (called by the WSGI server when the response ends,
     the client went away or the body was never started) unsubscribes."""
 
-    def __init__(self, hub: RingingHub, subscription: Subscription,
-                 heartbeat_s: float = HEARTBEAT_S):
+    def __init__(self, hub: LiveHub, subscription: Subscription,
+                 heartbeat_s: float = HEARTBEAT_S, first: bytes | None = None):
         self.hub = hub
         self.subscription = subscription
         self.heartbeat_s = heartbeat_s
+        self.first = first
         self._frames = self._generate()
 
     def __iter__(self):
@@ -75,6 +86,8 @@ class EventStream:
 
     def _generate(self):
         yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
+        if self.first:
+            yield self.first
         while True:
             try:
                 frame = self.subscription.get(timeout=self.heartbeat_s)
@@ -90,9 +103,19 @@ class EventStream:
         self._frames.close()
 
 
+def stream_response(hub: LiveHub, subscription: Subscription,
+                    first: bytes | None = None) -> Response:
+    response = Response(EventStream(hub, subscription, first=first),
+                        mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
 class ScreenPopRoutes:
-    screen_pop = RingingHub()
+    live = LiveHub()
     screen_pop_caller = Caller()
+    live_payroll = RpcProxy("payroll")
 
     @event_stream("GET", "/api/v1/screen-pop", query=ScreenPopQuery,
                   summary="Всплывающая карточка звонящего (Server-Sent Events)",
@@ -103,9 +126,24 @@ class ScreenPopRoutes:
         `short_name`, `inn`, `owner_name`, `link`), or `unknown: true` with `hint` and
         `create_lead` (the request that creates a lead for the number). `: ping` every 15 s.
         The token may come as `?access_token=` (EventSource cannot send headers)."""
-        subscription = self.screen_pop.subscribe(self.screen_pop_caller.identity)
-        response = Response(EventStream(self.screen_pop, subscription),
-                            mimetype="text/event-stream")
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Accel-Buffering"] = "no"
-        return response
+        subscription = self.live.subscribe(self.screen_pop_caller.identity, SCREEN_POP.name)
+        return stream_response(self.live, subscription)
+
+    @event_stream("GET", "/api/v1/kpi/stream", query=ScreenPopQuery,
+                  summary="Живые KPI менеджера (Server-Sent Events)", tags=["payroll"])
+    def kpi_stream(self, request, query):
+        """A `text/event-stream` of the caller's KPI widget: `event: kpi` first with the current
+        month's widget, then again within a second whenever payroll applies a fact or a plan
+        that moves it (`user_id`, `month`, `kpis`: plan, fact, fulfilment per KPI,
+        `weighted_fulfilment`, `projected_pay`, `next_tier`: how much more shipment reaches the
+        next bonus tier, `cause`). `: ping` every 15 s. The token may come as `?access_token=`."""
+        identity = self.screen_pop_caller.identity
+        subscription = self.live.subscribe(identity, KPI.name)  # before reading: nothing lost
+        first = None
+        try:
+            with eventlet.Timeout(SNAPSHOT_TIMEOUT_S):
+                first = sse_frame("kpi", {**self.live_payroll.kpi_widget(),
+                                          "cause": "snapshot"})
+        except (eventlet.Timeout, Exception) as exc:  # noqa: BLE001 - payroll down: the live frames still come
+            log.warning("kpi stream: no snapshot for %s: %r", identity.user_id, exc)
+        return stream_response(self.live, subscription, first)
