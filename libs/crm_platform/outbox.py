@@ -33,6 +33,7 @@ from .clock import utcnow
 from .config import as_float, as_int
 from .contracts import make_envelope
 from .db import DB_URL_KEY, SessionFactory, make_engine
+from .inbox import purge_processed
 from .observability import (
     EVENTS_UNROUTABLE,
     OUTBOX_ERRORS,
@@ -204,12 +205,13 @@ class OutboxRelay:
     """Moves unsent outbox rows to the broker. Framework-free: tests drive ``relay_once``."""
 
     def __init__(self, sessions: SessionFactory, publisher: ConfirmingPublisher, service: str,
-                 batch_size: int = 500, retention_days: int = 7):
+                 batch_size: int = 500, retention_days: int = 7, inbox_retention_days: int = 30):
         self.sessions = sessions
         self.publisher = publisher
         self.service = service
         self.batch_size = batch_size
         self.retention_days = retention_days
+        self.inbox_retention_days = inbox_retention_days
 
     def relay_once(self) -> int:
         """Send one batch; returns how many events were confirmed by the broker."""
@@ -285,6 +287,16 @@ class OutboxRelay:
         return result.rowcount or 0
 
 
+    def purge_handled(self) -> int:
+        """Forget the ids of events this service's consumers handled more than
+        ``inbox_retention_days`` ago: a redelivery comes within minutes or hours of the first
+        delivery, so older ids only grow the table (0 keeps them all)."""
+        if self.inbox_retention_days <= 0:
+            return 0
+        with self.sessions.session() as session:
+            return purge_processed(session, self.inbox_retention_days)
+
+
 EXPORT_MAX_LIMIT = 5000
 
 
@@ -337,7 +349,9 @@ class Outbox(DependencyProvider):
 
     Config: ``OUTBOX_POLL_INTERVAL`` (s, default 0.5; a commit that emitted wakes it at once),
     ``OUTBOX_BATCH_SIZE`` (default 500), ``OUTBOX_RETENTION_DAYS`` (default 7 here; 0 keeps every
-    sent event for replay through ``export_events``, and config.yaml makes 0 the default).
+    sent event for replay through ``export_events``, and config.yaml makes 0 the default),
+    ``INBOX_RETENTION_DAYS`` (default 30: how long handled event ids are kept against
+    redelivery). Both purges run hourly in the relay's housekeeping.
     """
 
     def __init__(self):
@@ -355,6 +369,7 @@ class Outbox(DependencyProvider):
             sessions, publisher, self.container.service_name,
             batch_size=as_int(config.get("OUTBOX_BATCH_SIZE"), 500),
             retention_days=as_int(config.get("OUTBOX_RETENTION_DAYS"), 7),
+            inbox_retention_days=as_int(config.get("INBOX_RETENTION_DAYS"), 30),
         )
 
     def start(self):
@@ -405,6 +420,7 @@ class Outbox(DependencyProvider):
                     if now - last_purge > 3600:
                         last_purge = now
                         self.relay.purge_published()
+                        self.relay.purge_handled()
                 except Exception:  # noqa: BLE001
                     log.debug("outbox housekeeping failed", exc_info=True)
             if sent >= self.relay.batch_size:

@@ -306,3 +306,20 @@ def test_events_added_in_bulk_are_delivered_like_single_ones(start_probe, start_
              message="every bulk-added event to be handled")
     assert sink_sql.scalar("SELECT count(DISTINCT n) FROM received") == 1500
     assert probe_sql.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+
+
+def test_handled_event_ids_are_forgotten_after_the_inbox_retention(sink_db, sink_sql):
+    """The relay's hourly housekeeping keeps ``processed_events`` to the retention window."""
+    old, recent = uuid.uuid4(), uuid.uuid4()
+    sink_sql.execute("INSERT INTO processed_events (consumer, event_id, handled_at) VALUES "
+                     "('sink.handle', :old, now() - interval '31 days'), "
+                     "('sink.handle', :recent, now() - interval '29 days')",
+                     old=old, recent=recent)
+    sessions = SessionFactory(make_engine(sink_db, pool_size=1))
+    try:
+        assert OutboxRelay(sessions, None, "sink", inbox_retention_days=0).purge_handled() == 0
+        assert OutboxRelay(sessions, None, "sink", inbox_retention_days=30).purge_handled() == 1
+    finally:
+        sessions.engine.dispose()
+    assert [str(r["event_id"]) for r in sink_sql.rows("SELECT event_id FROM processed_events")] \
+        == [str(recent)]
