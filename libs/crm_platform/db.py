@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from nameko.extensions import DependencyProvider
 from sqlalchemy.orm import Session, sessionmaker
 
+from .errors import Unavailable
+
 DB_URL_KEY = "DB_URL"
 
 
@@ -32,6 +34,15 @@ def make_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
     )
 
 
+def _connection_lost(exc: sa.exc.DBAPIError) -> bool:
+    """A dropped or refused connection (no SQLSTATE), SQLSTATE class 08 (connection exception)
+    or 57 (operator intervention: the server shutting down) — not lock timeouts or deadlocks."""
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "pgcode", None)
+    return isinstance(exc, sa.exc.OperationalError) and (code is None or code[:2] in ("08", "57"))
+
+
 class SessionFactory:
     """Transactions on one engine; usable without nameko (CLI tools, tests)."""
 
@@ -45,6 +56,14 @@ class SessionFactory:
         try:
             with session.begin():
                 yield session
+        except sa.exc.DBAPIError as exc:
+            if _connection_lost(exc):
+                # The database restarted or is unreachable: the transaction rolled back, so the
+                # caller gets a clear "try again" (503) instead of psycopg2's text; a consumer
+                # retries the event as for any error.
+                raise Unavailable("База данных временно недоступна, повторите запрос",
+                                  code="database_unavailable") from exc
+            raise
         finally:
             session.close()
 

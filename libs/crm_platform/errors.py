@@ -71,8 +71,17 @@ class QuotaExceeded(DomainError):
     code = "quota_exceeded"
 
 
+class Unavailable(DomainError):
+    """A dependency (the database) is briefly unreachable, e.g. restarting: nothing was applied,
+    the same request may be sent again."""
+
+    status = 503
+    title = "Service unavailable"
+    code = "service_unavailable"
+
+
 ERROR_TYPES = (ValidationFailed, NotFound, Conflict, Forbidden, Unauthenticated, QuotaExceeded,
-               DomainError)
+               Unavailable, DomainError)
 
 
 def register_remote_errors():

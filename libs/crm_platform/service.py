@@ -16,7 +16,6 @@ import time
 from kombu import Connection
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.wrappers import Response
 
@@ -25,6 +24,7 @@ from .deadletters import list_dead_letters, redrive_dead_letters
 from .identity import Caller
 from .observability import REGISTRY, Observability
 from .outbox import Outbox, export_events
+from .rpc import rpc
 from .web import http
 
 

@@ -19,12 +19,12 @@ import io
 from datetime import datetime
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.errors import QuotaExceeded, ValidationFailed
+from crm_platform.rpc import rpc
 
 from . import store
 from .models import clients, usage_counters

@@ -21,10 +21,10 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Forbidden, NotFound, ValidationFailed
+from crm_platform.rpc import rpc
 
 from . import store
 from .domain.card import identifiers_of

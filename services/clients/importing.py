@@ -45,11 +45,11 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from eventlet import tpool
-from nameko.rpc import rpc
 from sqlalchemy.exc import OperationalError
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, DomainError
+from crm_platform.rpc import rpc
 
 from . import store
 from .domain import access

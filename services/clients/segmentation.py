@@ -21,7 +21,6 @@ from datetime import date, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 from nameko.timer import timer
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -30,6 +29,7 @@ from crm_platform.config import as_int
 from crm_platform.consumer import event_handler
 from crm_platform.errors import Conflict, NotFound, ValidationFailed
 from crm_platform.inbox import claim_event
+from crm_platform.rpc import rpc
 
 from . import store
 from .domain import access

@@ -19,12 +19,12 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.clock import utcnow
 from crm_platform.consumer import event_handler
 from crm_platform.inbox import claim_event
+from crm_platform.rpc import rpc
 
 from . import moves, store
 from .models import deal_orders, deals, erp_documents, tasks, timeline

@@ -20,12 +20,12 @@ from collections import defaultdict
 from decimal import Decimal
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.batching import batch_event_handler
 from crm_platform.clock import utcnow
 from crm_platform.inbox import claim_events
+from crm_platform.rpc import rpc
 
 from . import moves, store
 from .domain.deal_input import parse_uuid

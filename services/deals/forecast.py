@@ -20,9 +20,9 @@ from datetime import date, datetime, time
 from decimal import Decimal
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 
 from crm_platform.errors import ValidationFailed
+from crm_platform.rpc import rpc
 
 from . import store
 from .domain.deal_input import parse_uuid

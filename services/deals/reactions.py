@@ -14,7 +14,6 @@ import time
 from datetime import timedelta
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 from nameko.timer import timer
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -22,6 +21,7 @@ from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.consumer import event_handler
 from crm_platform.inbox import claim_event
+from crm_platform.rpc import rpc
 
 from . import moves, store
 from .models import client_replica, deals, funnels, jobs, stage_history, tasks

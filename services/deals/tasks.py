@@ -6,10 +6,10 @@ import uuid
 from datetime import date, datetime, time, timedelta
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_platform.rpc import rpc
 
 from . import moves, store
 from .domain.deal_input import parse_uuid

@@ -45,7 +45,7 @@ import phonenumbers
 import requests
 import sqlalchemy as sa
 from nameko.exceptions import RemoteError
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -55,6 +55,7 @@ from crm_platform.consumer import event_handler
 from crm_platform.errors import NotFound
 from crm_platform.identity import Identity
 from crm_platform.inbox import claim_event
+from crm_platform.rpc import rpc
 
 from .domain.enterprisedata_out import clean, counterparty_message
 from .models import (

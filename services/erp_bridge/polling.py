@@ -20,12 +20,12 @@ from collections import defaultdict
 from datetime import timedelta
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 from nameko.timer import timer
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.clock import utcnow
 from crm_platform.config import as_int
+from crm_platform.rpc import rpc
 
 from .applying import Receipt, apply_objects
 from .domain import odata

@@ -12,9 +12,9 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 
 from crm_platform.errors import ValidationFailed
+from crm_platform.rpc import rpc
 
 from .domain import odata
 from .domain.objects import Document, MalformedMessage

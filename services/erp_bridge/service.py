@@ -23,7 +23,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 from nameko.timer import timer
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -32,6 +31,7 @@ from crm_platform.config import as_int
 from crm_platform.consumer import event_handler
 from crm_platform.errors import Conflict, NotFound, ValidationFailed
 from crm_platform.inbox import claim_event
+from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
 from .applying import apply_message

@@ -13,9 +13,9 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 
 from crm_platform.errors import ValidationFailed
+from crm_platform.rpc import rpc
 
 from .models import transport_orders
 

@@ -8,12 +8,12 @@ import uuid
 from decimal import Decimal
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, NotFound, ValidationFailed
+from crm_platform.rpc import rpc
 
 from . import store
 from .domain.fleet import check_carrier, check_driver, check_vehicle, decimal_in

@@ -24,7 +24,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.clock import utcnow
@@ -32,6 +31,7 @@ from crm_platform.config import as_int
 from crm_platform.consumer import event_handler
 from crm_platform.errors import Conflict, Forbidden, ValidationFailed
 from crm_platform.inbox import claim_event
+from crm_platform.rpc import rpc
 
 from . import store
 from .domain.cargo import ProductSpec, cargo_of

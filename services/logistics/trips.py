@@ -27,12 +27,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 from nameko.timer import timer
 
 from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_platform.rpc import rpc
 
 from . import store
 from .domain import planner

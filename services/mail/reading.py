@@ -10,10 +10,10 @@ import uuid
 from datetime import datetime
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 
 from crm_platform.errors import NotFound, ValidationFailed
 from crm_platform.identity import Identity
+from crm_platform.rpc import rpc
 
 from .domain.access import require_reader
 from .models import (

@@ -15,10 +15,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_platform.rpc import rpc
 
 from .domain.access import holds_mailbox, require_reader, sees_client
 from .domain.mailboxes import resolve_secret

@@ -13,11 +13,11 @@ import uuid
 from decimal import Decimal
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 from openpyxl import Workbook
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_platform.rpc import rpc
 
 from . import store
 from .domain.workflow import (

@@ -18,11 +18,11 @@ from decimal import Decimal, InvalidOperation
 
 import sqlalchemy as sa
 from marshmallow import Schema, ValidationError, fields, validate
-from nameko.rpc import rpc
 from openpyxl import Workbook, load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
 
 from crm_platform.errors import Forbidden, NotFound, ValidationFailed
+from crm_platform.rpc import rpc
 
 from . import store
 from .domain.months import first_day, previous_month

@@ -16,12 +16,12 @@ from datetime import date
 import sqlalchemy as sa
 from marshmallow import ValidationError
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Forbidden, NotFound, ValidationFailed
 from crm_platform.organisation import OrganisationReplica
+from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
 from . import store

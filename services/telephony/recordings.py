@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 
 from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.errors import Forbidden, NotFound
+from crm_platform.rpc import rpc
 
 from .models import calls, departments
 

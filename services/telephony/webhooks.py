@@ -18,12 +18,12 @@ import logging
 from datetime import timedelta
 
 import sqlalchemy as sa
-from nameko.rpc import rpc
 from nameko.timer import timer
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Forbidden, Unauthenticated, ValidationFailed
+from crm_platform.rpc import rpc
 
 from .domain.calls import FinishedCall, Ringing
 from .domain.cloud import (

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from marshmallow import Schema, fields
-from nameko.rpc import rpc
 from sqlalchemy.dialects.postgresql import UUID
 
 from crm_platform.consumer import event_handler
 from crm_platform.contracts import contract
 from crm_platform.inbox import claim_event
+from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
 

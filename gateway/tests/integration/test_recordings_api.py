@@ -8,10 +8,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from nameko.rpc import rpc
 
 from crm_platform.errors import NotFound, register_remote_errors
 from crm_platform.identity import Caller
+from crm_platform.rpc import rpc
 
 from .test_api import problem
 

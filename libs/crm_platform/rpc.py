@@ -1,0 +1,36 @@
+"""``@rpc`` for every service: nameko's RPC entrypoint, except that losing the broker while a
+request is handled does not take the whole process down.
+
+nameko 2.14 publishes the reply and acks the request on the connection the request came in on.
+When RabbitMQ restarts while a handler runs, that ack or reply raises a connection error in the
+worker, and nameko kills the container — the service process exits and stays down until the
+orchestrator restarts it. Nothing is lost either way: the request was never acked, so the broker
+delivers it again once the consumer reconnects, and handlers are idempotent. So such an error is
+logged and swallowed here; the caller either gets the reply to the redelivered request or times
+out and retries (tests/faults/test_erp_stream_faults.py)."""
+
+from __future__ import annotations
+
+import logging
+
+from amqp.exceptions import ConnectionError as AmqpConnectionError
+from amqp.exceptions import RecoverableConnectionError
+from kombu.exceptions import OperationalError
+from nameko.rpc import Rpc
+
+log = logging.getLogger(__name__)
+
+LOST_CONNECTION = (OSError, AmqpConnectionError, RecoverableConnectionError, OperationalError)
+
+
+class ResilientRpc(Rpc):
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        try:
+            return super().handle_result(message, worker_ctx, result, exc_info)
+        except LOST_CONNECTION as exc:
+            log.warning("the reply to %s was lost with the broker connection (%s); the request "
+                        "will be delivered again", worker_ctx.call_id, exc)
+            return result, exc_info
+
+
+rpc = ResilientRpc.decorator
