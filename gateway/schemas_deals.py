@@ -238,6 +238,10 @@ class DealSchema(Schema):
     department_id = fields.UUID(allow_none=True)
     region = fields.String(allow_none=True)
     source = fields.String()
+    source_detail = fields.Dict(metadata={
+        "description": "откуда пришёл интерес: kind, form_key, utm_*, our_number, campaign_id"})
+    assigned_at = fields.String(allow_none=True, metadata={
+        "format": "date-time", "description": "когда распределение отдало интерес менеджеру"})
     amount = _money("потенциальная сумма", allow_none=True)
     volume = fields.Nested(DealVolumeSchema)
     product_groups = fields.List(fields.String())

@@ -20,15 +20,18 @@ from .api import api
 from .auth import Tokens
 from .openapi import build_spec
 from .pages import PageSessionRoutes
+from .routes.campaigns import CampaignRoutes
 from .routes.clients import ClientRoutes
 from .routes.clients_import import ClientImportRoutes
 from .routes.clients_ops import ClientOperationsRoutes
 from .routes.deals import DealRoutes
 from .routes.deals_tasks import DealTaskRoutes
 from .routes.erp import ErpRoutes
+from .routes.leads import LeadRoutes
 from .routes.logistics import LogisticsRoutes
 from .routes.mail import MailRoutes
 from .routes.payroll import PayrollRoutes
+from .routes.privacy import PrivacyRoutes
 from .routes.recordings import RecordingRoutes
 from .routes.reports import ReportRoutes
 from .routes.screenpop import ScreenPopRoutes
@@ -91,7 +94,8 @@ SERVICES_WITH_DEAD_LETTERS = ("directory", "clients", "deals", "telephony", "mai
 class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes, DealRoutes,
                      DealTaskRoutes, ErpRoutes, TelephonyWebhookRoutes, RecordingRoutes,
                      ScreenPopRoutes, MailRoutes, ReportRoutes, PayrollRoutes,
-                     LogisticsRoutes, PageSessionRoutes, ObservableService):
+                     LogisticsRoutes, PageSessionRoutes, CampaignRoutes, LeadRoutes,
+                     PrivacyRoutes, ObservableService):
     name = "gateway"
 
     tokens = Tokens()

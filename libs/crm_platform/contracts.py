@@ -247,6 +247,20 @@ class UserChanged(Schema):
     active = fields.Boolean(required=True)
 
 
+@contract("directory", "absence_changed")
+class AbsenceChanged(Schema):
+    """An absence of a user (vacation, sick leave, ...) was recorded, changed or cancelled; the
+    payload is its whole current state. Lead distribution skips people absent on a day."""
+
+    absence_id = fields.UUID(required=True)
+    user_id = fields.UUID(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(
+        ["vacation", "sick_leave", "business_trip", "day_off", "other"]))
+    starts_on = fields.Date(required=True)
+    ends_on = fields.Date(required=True)
+    cancelled = fields.Boolean(load_default=False)
+
+
 # clients: the client base. Payloads carry ids and the few fields consumers key on; a consumer
 # that needs the card asks clients.get_client.
 
@@ -320,6 +334,24 @@ class CardReadingAlert(Schema):
     day = fields.Date(required=True)
     reads_today = fields.Integer(required=True)
     usual_per_day = fields.Float(required=True)
+
+
+@contract("clients", "consent_changed")
+class ConsentChanged(Schema):
+    """A person gave or withdrew a consent (``purpose``: ``processing`` — 152-FZ personal-data
+    processing, ``marketing_email``, ``marketing_calls``); the person is keyed by the normalised
+    e-mail and/or E.164 phone, ``granted`` is the state from ``at`` on (issue 13, part A)."""
+
+    email = fields.String(allow_none=True, load_default=None)
+    phone = fields.String(allow_none=True, load_default=None)
+    client_id = fields.UUID(allow_none=True, load_default=None)
+    contact_id = fields.UUID(allow_none=True, load_default=None)
+    purpose = fields.String(required=True, validate=validate.OneOf(
+        ["processing", "marketing_email", "marketing_calls"]))
+    granted = fields.Boolean(required=True)
+    at = fields.AwareDateTime(required=True)
+    source = fields.String(allow_none=True, load_default=None)
+    text_version_id = fields.UUID(allow_none=True, load_default=None)
 
 
 # erp_bridge: posted ERP documents that bear on a client. The bridge resolves the counterparty to a
@@ -521,6 +553,8 @@ class CallRegistered(Schema):
     department_id = fields.UUID(allow_none=True, load_default=None)   # the queue's department
     deal_id = fields.UUID(allow_none=True, load_default=None)   # when the call was made from one
     recording_url = fields.String(allow_none=True, load_default=None)
+    # Optional (issue 13 A): our line (DID) the call came in on or went out from, E.164 where known.
+    our_number = fields.String(allow_none=True, load_default=None)
 
 
 @contract("telephony", "call_ringing")
@@ -579,6 +613,11 @@ class DealCreated(Schema):
     amount = fields.Decimal(allow_none=True, load_default=None, places=2, as_string=True,
                             allow_nan=False)
     title = fields.String(load_default="")
+    # Optional (issue 13 A): where the lead came from — ``kind`` (web_form, call, email, manual,
+    # campaign, import), ``form_key``, ``utm_source`` … ``utm_term``, ``our_number`` (the line
+    # called), ``campaign_id``, ``page_url``, ``referrer``; and whether distribution assigned it.
+    source_detail = fields.Dict(keys=fields.String(), load_default=dict)
+    distributed = fields.Boolean(load_default=False)
 
 
 _money = {"places": 2, "as_string": True, "allow_nan": False}
@@ -774,6 +813,71 @@ class ReactivationCallRequested(Schema):
     department_id = fields.UUID(allow_none=True, load_default=None)
     due_at = fields.AwareDateTime(required=True)
     requested_by = fields.UUID(allow_none=True, load_default=None)
+
+
+# clients + mail: campaigns (issue 13 B). E-mail goes out through the mail service at a set rate;
+# what happened to each recipient comes back as mail events.
+
+CAMPAIGN_GOALS = ["reactivation", "new_product", "event"]
+CAMPAIGN_STATES = ["draft", "scheduled", "running", "finished", "cancelled"]
+
+
+@contract("clients", "campaign_changed")
+class CampaignChanged(Schema):
+    """A campaign was created or changed (state, budget, dates): the reports service keeps its
+    budget as the cost of the leads and deals that name it (``utm_campaign`` is the UTM value web
+    forms carry for it, if any)."""
+
+    campaign_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    goal = fields.String(required=True, validate=validate.OneOf(CAMPAIGN_GOALS))
+    state = fields.String(required=True, validate=validate.OneOf(CAMPAIGN_STATES))
+    budget = fields.Decimal(allow_none=True, load_default=None, places=2, as_string=True,
+                            allow_nan=False)
+    starts_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    ends_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    utm_campaign = fields.String(allow_none=True, load_default=None)
+    changed_at = fields.AwareDateTime(required=True)
+
+
+@contract("clients", "campaign_email_requested")
+class CampaignEmailRequested(Schema):
+    """Send one campaign e-mail (already rendered) from ``mailbox_id`` to ``email``; the mail
+    service queues it and sends at ``CAMPAIGN_SEND_RATE_PER_MINUTE``. ``unsubscribe_url`` goes into
+    ``List-Unsubscribe`` (with ``List-Unsubscribe-Post``, RFC 8058) and the body."""
+
+    campaign_id = fields.UUID(required=True)
+    recipient_id = fields.UUID(required=True)
+    mailbox_id = fields.UUID(required=True)
+    email = fields.String(required=True, validate=validate.Length(min=3, max=320))
+    subject = fields.String(required=True, validate=validate.Length(max=900))
+    body = fields.String(required=True)
+    unsubscribe_url = fields.String(required=True)
+
+
+@contract("mail", "campaign_email_sent")
+class CampaignEmailSent(Schema):
+    """A campaign e-mail was accepted by the mailbox's SMTP server."""
+
+    campaign_id = fields.UUID(required=True)
+    recipient_id = fields.UUID(required=True)
+    email = fields.String(required=True)
+    message_id = fields.String(required=True)
+    sent_at = fields.AwareDateTime(required=True)
+
+
+@contract("mail", "campaign_email_bounced")
+class CampaignEmailBounced(Schema):
+    """A campaign e-mail bounced: a delivery status notification with a permanent failure
+    (``Action: failed``, status 5.x.x) came back to the campaign mailbox, or SMTP refused the
+    recipient outright. ``status`` is the DSN status code when there was one."""
+
+    campaign_id = fields.UUID(required=True)
+    recipient_id = fields.UUID(required=True)
+    email = fields.String(required=True)
+    status = fields.String(allow_none=True, load_default=None)
+    reason = fields.String(load_default="")
+    bounced_at = fields.AwareDateTime(required=True)
 
 
 # logistics: delivery of shipments (transport orders carried by trips). One transport order is one

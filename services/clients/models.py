@@ -142,6 +142,53 @@ campaigns = sa.Table(
     sa.Column("created_by", UUID(as_uuid=True), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    # general campaigns (issue 13; migration 0005): reactivation call lists are goal
+    # "reactivation", channel "calls", started running by ``start_campaign``.
+    sa.Column("goal", sa.String(20), nullable=False, server_default="reactivation"),
+    sa.Column("state", sa.String(20), nullable=False, server_default="running"),
+    sa.Column("channels", ARRAY(sa.String(10)), nullable=False, server_default="{calls}"),
+    sa.Column("budget", sa.Numeric(18, 2)),
+    sa.Column("starts_at", sa.DateTime(timezone=True)),
+    sa.Column("ends_at", sa.DateTime(timezone=True)),
+    sa.Column("segment_id", UUID(as_uuid=True)),
+    sa.Column("mailbox_id", UUID(as_uuid=True)),
+    sa.Column("email_subject", sa.Text),
+    sa.Column("email_body", sa.Text),
+    sa.Column("utm_campaign", sa.String(200)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+# One row per e-mail address of a campaign (issue 13; migration 0005).
+campaign_recipients = sa.Table(
+    "campaign_recipients", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("campaign_id", UUID(as_uuid=True), sa.ForeignKey("campaigns.id"), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("client_id", UUID(as_uuid=True)),
+    sa.Column("contact_id", UUID(as_uuid=True)),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("message_id", sa.String(998)),
+    sa.Column("reason", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("campaign_id", "email", name="uq_campaign_recipients_email"),
+    sa.CheckConstraint("status in ('queued','sent','bounced','unsubscribed',"
+                       "'skipped_no_consent')", name="ck_campaign_recipients_status"),
+)
+sa.Index("ix_campaign_recipients_email", campaign_recipients.c.email)
+
+# Personal data requests (152-FZ; issue 13, migration 0005): who asked for what about whom (the
+# person masked), and how each service answered. The exported data itself is not kept.
+privacy_requests = sa.Table(
+    "privacy_requests", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),                 # export, erase
+    sa.Column("person_masked", sa.String(500), nullable=False),
+    sa.Column("requested_by", UUID(as_uuid=True), nullable=False),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("status", sa.String(10), nullable=False),               # running, done, partial
+    sa.Column("services", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("reason", sa.Text),
 )
 campaign_targets = sa.Table(
     "campaign_targets", metadata,
@@ -161,3 +208,45 @@ usage_counters = sa.Table(
     sa.Column("count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("alerted", sa.Boolean, nullable=False, server_default=sa.false()),
 )
+
+# -- consents (issue 13 A; migration 0004): append-only, a withdrawal sets withdrawn_at ----------
+consent_texts = sa.Table(
+    "consent_texts", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("purpose", sa.String(30), nullable=False),
+    sa.Column("version", sa.String(30), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", UUID(as_uuid=True)),
+    sa.CheckConstraint("purpose in ('processing','marketing_email','marketing_calls')",
+                       name="ck_consent_texts_purpose"),
+    sa.UniqueConstraint("purpose", "version", name="uq_consent_texts_purpose_version"),
+)
+consents = sa.Table(
+    "consents", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("email", sa.String(320)),
+    sa.Column("phone", sa.String(20)),
+    sa.Column("client_id", UUID(as_uuid=True)),
+    sa.Column("contact_id", UUID(as_uuid=True)),
+    sa.Column("purpose", sa.String(30), nullable=False),
+    sa.Column("text_version_id", UUID(as_uuid=True), sa.ForeignKey("consent_texts.id")),
+    sa.Column("given_at", sa.DateTime(timezone=True)),      # null: an opt-out with no grant
+    sa.Column("source", sa.String(30)),
+    sa.Column("ip", sa.String(45)),
+    sa.Column("user_agent", sa.String(500)),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recorded_by", UUID(as_uuid=True)),
+    sa.Column("withdrawn_at", sa.DateTime(timezone=True)),
+    sa.Column("withdrawal_source", sa.String(30)),
+    sa.Column("withdrawal_reason", sa.String(500)),
+    sa.CheckConstraint("email is not null or phone is not null", name="ck_consents_person"),
+    sa.CheckConstraint("given_at is not null or withdrawn_at is not null",
+                       name="ck_consents_state"),
+    sa.CheckConstraint("purpose in ('processing','marketing_email','marketing_calls')",
+                       name="ck_consents_purpose"),
+)
+sa.Index("ix_consents_email", consents.c.email, consents.c.purpose, consents.c.id)
+sa.Index("ix_consents_phone", consents.c.phone, consents.c.purpose, consents.c.id)
+sa.Index("ix_consents_client", consents.c.client_id)

@@ -12,7 +12,6 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 from nameko.timer import timer
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -20,9 +19,12 @@ from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from crm_platform.organisation import OrganisationReplica
+from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
 from . import store
+from .campaigns import CampaignEntrypoints
+from .consents import ConsentEntrypoints
 from .domain import access
 from .domain.card import (
     identifiers_of,
@@ -47,6 +49,7 @@ from .models import (
     contacts as contact_table,
 )
 from .payloads import CARD_FIELDS, snapshot
+from .privacy import PrivacyEntrypoints
 from .schemas import ClientSchema, ContactSchema
 from .segmentation import SegmentationEntrypoints
 
@@ -59,6 +62,7 @@ PERSONAL_FIELDS = ("phones", "emails", "addresses", "contacts")
 
 class ClientsService(OrganisationReplica, HandoverEntrypoints, SegmentationEntrypoints,
                      ExportEntrypoints, ImportEntrypoints, ErpCounterpartyEntrypoints,
+                     ConsentEntrypoints, CampaignEntrypoints, PrivacyEntrypoints,
                      PersistentService):
     name = "clients"
     staff_table = staff

@@ -100,7 +100,14 @@ deals = sa.Table(
     sa.Column("created_by", UUID(as_uuid=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    # Lead intake (migration 0003): where the lead came from (form key, UTM, line, campaign),
+    # when distribution gave it to a manager, and when it escalated for not being taken.
+    sa.Column("source_detail", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("assigned_at", sa.DateTime(timezone=True)),
+    sa.Column("escalated_at", sa.DateTime(timezone=True)),
 )
+sa.Index("ix_deals_escalation_scan", deals.c.assigned_at,
+         postgresql_where=sa.and_(deals.c.escalated_at.is_(None), deals.c.assigned_at.isnot(None)))
 sa.Index("ix_deals_owner_stage", deals.c.owner_id, deals.c.stage)
 sa.Index("ix_deals_department_stage", deals.c.department_id, deals.c.stage)
 sa.Index("ix_deals_client", deals.c.client_id)
@@ -237,4 +244,76 @@ jobs = sa.Table(
     # One row per periodic job: replicas lock it (SKIP LOCKED) so one of them runs it.
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("last_run_at", sa.DateTime(timezone=True)),
+)
+
+# -- lead intake (issue 13 A, migration 0003): forms, distribution, absences, rate limits -----
+
+lead_forms = sa.Table(
+    "lead_forms", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("key", sa.String(40), nullable=False),                  # random, public
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("department_id", UUID(as_uuid=True)),
+    sa.Column("region", sa.String(16)),
+    sa.Column("allowed_origins", ARRAY(sa.String(300)), nullable=False, server_default="{}"),
+    sa.Column("consent_text_version_id", UUID(as_uuid=True)),
+    sa.Column("confirmation_email", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("mailbox_id", UUID(as_uuid=True)),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", UUID(as_uuid=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("key", name="uq_lead_forms_key"),
+)
+
+form_submissions = sa.Table(
+    "form_submissions", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("form_id", UUID(as_uuid=True), sa.ForeignKey("lead_forms.id"), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ip", sa.String(45)),
+    sa.Column("status", sa.String(10), nullable=False),         # lead | spam
+    sa.Column("spam_reason", sa.String(30)),                     # honeypot | too_fast | ...
+    sa.Column("deal_id", UUID(as_uuid=True)),
+    sa.Column("data", JSONB, nullable=False),
+    sa.Column("confirmation", sa.String(10), nullable=False, server_default="none"),
+    sa.Column("confirmation_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("confirmation_error", sa.String(500)),
+)
+sa.Index("ix_form_submissions_form", form_submissions.c.form_id, form_submissions.c.at)
+sa.Index("ix_form_submissions_confirmation", form_submissions.c.at,
+         postgresql_where=form_submissions.c.confirmation == "pending")
+
+distribution_settings = sa.Table(
+    "distribution_settings", metadata,
+    sa.Column("department_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("mode", sa.String(20), nullable=False, server_default="round_robin"),
+    sa.Column("daily_cap", sa.Integer),
+    sa.Column("last_user_id", UUID(as_uuid=True)),              # the round-robin cursor
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", UUID(as_uuid=True)),
+)
+distribution_counts = sa.Table(
+    "distribution_counts", metadata,
+    sa.Column("user_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False, server_default="0"),
+)
+# Replica of the directory's absences (``absence_changed``).
+staff_absences = sa.Table(
+    "staff_absences", metadata,
+    sa.Column("absence_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("user_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("starts_on", sa.Date, nullable=False),
+    sa.Column("ends_on", sa.Date, nullable=False),
+    sa.Column("cancelled", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+sa.Index("ix_staff_absences_user", staff_absences.c.user_id, staff_absences.c.ends_on)
+rate_buckets = sa.Table(
+    "rate_buckets", metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.clock import utcnow
@@ -29,10 +29,12 @@ from crm_platform.errors import (
 )
 from crm_platform.inbox import claim_event
 from crm_platform.organisation import OrganisationReplica
+from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
 from . import moves, store
 from .deliveries import DeliveryEntrypoints
+from .distribution import DistributionEntrypoints
 from .domain.deal_input import (
     SOURCES,
     default_title,
@@ -40,10 +42,12 @@ from .domain.deal_input import (
     normalise_deal,
     parse_uuid,
 )
+from .domain.distribution import DEAL_SOURCE_KIND, clean_source_detail
 from .domain.funnel import check_manual_move, check_reopen, erp_stage, validate_stages
 from .domain.workcalendar import calendar_from_settings
 from .erp import ErpEntrypoints
 from .forecast import ForecastEntrypoints
+from .lead_forms import LeadFormEntrypoints
 from .models import (
     client_replica,
     deals,
@@ -56,6 +60,7 @@ from .models import (
     tasks,
     timeline,
 )
+from .privacy import PrivacyEntrypoints
 from .reactions import ReactionEntrypoints
 from .tasks import TaskEntrypoints
 
@@ -75,7 +80,8 @@ SORTS = {
 
 
 class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, ReactionEntrypoints,
-                   ForecastEntrypoints, DeliveryEntrypoints, PersistentService):
+                   ForecastEntrypoints, DeliveryEntrypoints, DistributionEntrypoints,
+                   LeadFormEntrypoints, PrivacyEntrypoints, PersistentService):
     name = "deals"
     staff_table = staff
     departments_table = departments
@@ -104,6 +110,11 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
         fields.setdefault("lead", {})
         client_id = parse_uuid(data.get("client_id"), "client_id")
         automatic = source in AUTOMATIC_SOURCES
+        try:
+            source_detail = clean_source_detail(data.get("source_detail"), source)
+        except ValueError as exc:
+            raise ValidationFailed("Неверный источник", fields={
+                "source_detail": [str(exc)]}) from None
         now = utcnow()
         with self.db.session() as session:
             funnel_row = store.funnel_row(session, parse_uuid(data.get("funnel_id"), "funnel_id"))
@@ -132,11 +143,20 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
                     if existing is not None:
                         return self._repeated_contact(session, identity, existing, source,
                                                       automatic, now)
+            assigned_at = None
+            if client is None and identity.role == "integration" and not owner_id \
+                    and department_id:
+                # An ownerless lead for a department's queue: its distribution rules decide.
+                chosen = self._distribute(session, parse_uuid(department_id, "department_id"),
+                                          now)
+                if chosen is not None:
+                    owner, routed, assigned_at = chosen, chosen, now
             if owner is None:
                 raise ValidationFailed("Кому отдать интерес?", fields={
                     "owner_id": ["укажите ответственного или отдел с руководителем"]})
             deal = self._insert_deal(session, funnel_row, fields, client, owner, source,
-                                     identity.user_id, now)
+                                     identity.user_id, now, source_detail=source_detail,
+                                     assigned_at=assigned_at)
             if routed is not None:
                 store.notify(session, owner, "deal_routed",
                              f"Новый интерес «{deal['title']}» (источник: {source})", now,
@@ -254,7 +274,8 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
                          deal_id=existing["id"], client_id=existing["client_id"])
         return {"created": False, "deal": self._view(session, existing), "routed_to": None}
 
-    def _insert_deal(self, session, funnel_row, fields, client, owner, source, created_by, now):
+    def _insert_deal(self, session, funnel_row, fields, client, owner, source, created_by, now,
+                     *, source_detail=None, assigned_at=None):
         """Insert a deal at the funnel's first stage (history, tasks, events); returns the row."""
         owner_row = store.person(session, owner)
         client_name = client["short_name"] if client else None
@@ -278,13 +299,16 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
             "ordered_amount": 0, "invoiced_amount": 0, "paid_amount": 0, "shipped_amount": 0,
             "has_orders": False, "lost_reason": None, "stage_deadline_at": None,
             "stalled_at": None, "closed_at": None,
+            "source_detail": source_detail or {"kind": DEAL_SOURCE_KIND.get(source, "other")},
+            "assigned_at": assigned_at, "escalated_at": None,
         }
         session.execute(sa.insert(deals).values(**row))
         self.outbox.emit(session, "deal_created", {
             "deal_id": row["id"], "client_id": row["client_id"], "owner_id": owner,
             "created_at": now, "source": source, "department_id": row["department_id"],
             "region": row["region"], "funnel_id": row["funnel_id"], "stage": row["manual_stage"],
-            "amount": row["amount"], "title": row["title"]})
+            "amount": row["amount"], "title": row["title"],
+            "source_detail": row["source_detail"], "distributed": assigned_at is not None})
         store.add_to_timeline(session, row["id"], now, "created", str(row["id"]), {
             "source": source, "by": created_by, "title": row["title"]})
         return moves.enter_stage(session, self.outbox, {**row, "stage": None}, funnel_row,

@@ -39,3 +39,23 @@ users = sa.Table(
         "role in ('manager','sales_head','director','admin','integration','dispatcher','driver')",
         name="ck_users_role"),
 )
+
+# Absences (issue 13 A, migration 0004): lead distribution skips people absent on a day.
+ABSENCE_KINDS = ("vacation", "sick_leave", "business_trip", "day_off", "other")
+absences = sa.Table(
+    "absences", metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("user_id", UUID(as_uuid=True), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("starts_on", sa.Date, nullable=False),
+    sa.Column("ends_on", sa.Date, nullable=False),
+    sa.Column("note", sa.String(500)),
+    sa.Column("cancelled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", UUID(as_uuid=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("kind in ('vacation','sick_leave','business_trip','day_off','other')",
+                       name="ck_absences_kind"),
+    sa.CheckConstraint("ends_on >= starts_on", name="ck_absences_dates"),
+)
+sa.Index("ix_absences_user", absences.c.user_id, absences.c.ends_on)

@@ -12,14 +12,15 @@ import uuid
 import sqlalchemy as sa
 from eventlet import tpool
 from marshmallow import ValidationError
-from nameko.rpc import rpc
 from sqlalchemy.exc import IntegrityError
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
+from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
 from . import domain
+from .absences import AbsenceEntrypoints
 from .models import departments, regions, users
 from .schemas import (
     DepartmentSchema,
@@ -47,7 +48,7 @@ def unique_violation(exc: IntegrityError) -> Conflict:
     return Conflict("Запись противоречит существующей")
 
 
-class DirectoryService(PersistentService):
+class DirectoryService(AbsenceEntrypoints, PersistentService):
     name = "directory"
 
     # -- reading ---------------------------------------------------------------------------

@@ -178,3 +178,35 @@ deal_replica = sa.Table(
     sa.Column("client_id", UUID(as_uuid=True)),
     sa.Column("owner_id", UUID(as_uuid=True)),
 )
+
+# Campaign e-mail (issue 13; migration 0003): one row per recipient, queued from
+# ``campaign_email_requested`` and sent at the pace of the mailbox's bucket.
+campaign_sends = sa.Table(
+    "campaign_sends", metadata,
+    sa.Column("recipient_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("campaign_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("mailbox_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("unsubscribe_url", sa.Text, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),     # queued, sending, sent, bounced, failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("claimed_until", sa.DateTime(timezone=True)),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Column("message_id", sa.String(998)),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_campaign_sends_due", "mailbox_id", "status", "next_attempt_at"),
+    sa.Index("ix_campaign_sends_message_id", "message_id"),
+    sa.Index("ix_campaign_sends_email", "email"),
+)
+
+# The token bucket of each sending mailbox (CAMPAIGN_SEND_RATE_PER_MINUTE across replicas).
+send_buckets = sa.Table(
+    "send_buckets", metadata,
+    sa.Column("mailbox_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("refilled_at", sa.DateTime(timezone=True), nullable=False),
+)

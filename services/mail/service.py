@@ -12,7 +12,8 @@ Config: ``MAIL_OWN_DOMAINS`` (our domains, never clients: "roofcrm.ru, roof.exam
 ``MAIL_CLIENT_LOOKUP`` ("rpc": ask the clients service about unknown addresses; "replica": the
 local replica only), ``MAIL_LOOKUP_TTL_SECONDS`` (600), ``MAIL_SERVICE_USER_ID`` (the integration
 identity it asks clients as), the ``MAIL_SYNC_*`` / ``MAIL_RETRY_*`` / ``MAIL_LEASE_SECONDS`` /
-``MAIL_FETCH_BATCH`` keys of ``sync``, ``MAIL_IMAP_TIMEOUT_SECONDS``, ``MAIL_SMTP_TIMEOUT_SECONDS``.
+``MAIL_FETCH_BATCH`` keys of ``sync``, ``MAIL_IMAP_TIMEOUT_SECONDS``, ``MAIL_SMTP_TIMEOUT_SECONDS``,
+the ``CAMPAIGN_SEND_*`` keys of ``campaign_mail`` (campaign e-mail at a set rate, bounces).
 Mailbox passwords live in the environment (``secret_ref`` ``env:NAME``), never in the database.
 """
 
@@ -23,21 +24,24 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 
 from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.errors import Forbidden, NotFound, ValidationFailed
 from crm_platform.identity import Identity
 from crm_platform.organisation import OrganisationReplica
+from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
 from .attachment_store import AttachmentStore, default_dir
+from .campaign_mail import CampaignMailEntrypoints
 from .domain.access import can_manage_mailbox, holds_mailbox
 from .domain.mailboxes import FIELDS as MAILBOX_FIELDS
 from .domain.mailboxes import check_mailbox
 from .domain.matching import parse_own_domains
 from .models import departments, mailbox_folders, mailboxes, staff
+from .privacy import PrivacyEntrypoints
 from .reading import ReadingEntrypoints, as_uuid, dump_row
 from .registration import AddressResolver, Registrar
 from .replicas import ReplicaEntrypoints
@@ -50,7 +54,8 @@ STATUS_FIELDS = ("failures", "last_error", "last_error_at", "last_synced_at", "n
 
 
 class MailService(OrganisationReplica, ReplicaEntrypoints, SyncEntrypoints, ReadingEntrypoints,
-                  SendingEntrypoints, PersistentService):
+                  SendingEntrypoints, CampaignMailEntrypoints, PrivacyEntrypoints,
+                  PersistentService):
     name = "mail"
     staff_table = staff
     departments_table = departments

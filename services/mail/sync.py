@@ -212,6 +212,8 @@ class SyncEntrypoints:
             stats["fetched"] += len(items)
             with self.db.session() as session:
                 result = registrar.register(session, mailbox, items, utcnow())
+                if folder == "INBOX":           # bounces of campaign mail (campaign_mail)
+                    self._campaign_bounces(session, mailbox, [f.raw for f in batch])
                 session.execute(sa.update(mailbox_folders).where(
                     mailbox_folders.c.mailbox_id == mailbox["id"],
                     mailbox_folders.c.folder == folder).values(

@@ -307,12 +307,36 @@ rebuild_runs = sa.Table(
     sa.Column("error", sa.Text),
 )
 
+# The ROI report (issue 13; ``roi``): each deal's lead source, and the campaigns' budgets.
+lead_sources = sa.Table(
+    "lead_sources", metadata,
+    sa.Column("deal_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("source_kind", sa.String(30), nullable=False, server_default=""),
+    sa.Column("form_key", sa.String(100)),
+    sa.Column("utm_source", sa.String(200)),
+    sa.Column("utm_medium", sa.String(200)),
+    sa.Column("utm_campaign", sa.String(200)),
+    sa.Column("our_number", sa.String(20)),
+    sa.Column("campaign_id", UUID(as_uuid=True)),
+)
+
+campaign_costs = sa.Table(
+    "campaign_costs", metadata,
+    sa.Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("budget", sa.Numeric(18, 2)),
+    sa.Column("utm_campaign", sa.String(200)),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_campaign_costs_utm", campaign_costs.c.utm_campaign)
+
 # Everything a rebuild empties (the organisation too: it is replayed from the directory).
 ROLLUPS = (clients_rollup, calls_rollup, emails_rollup, tasks_rollup, leads_rollup, funnel_rollup,
            erp_rollup)
 READ_MODEL_TABLES = (
     staff, departments, client_facts, client_changes, call_facts, email_facts, task_facts,
     task_marks, deal_facts, stage_moves, stage_stays, stay_histogram, erp_documents,
-    sales_plans,
+    sales_plans, lead_sources, campaign_costs,
     *[table for rollup in ROLLUPS for table in rollup.tables],
 )

@@ -48,6 +48,7 @@ from .models import (
     task_marks,
     tasks_rollup,
 )
+from .roi import apply_campaign_changed, record_lead_source
 
 DIM_KEYS = ("user_id", "department_id", "region", "segment")
 TERMINAL = (WON, LOST)
@@ -249,8 +250,9 @@ def _potential(status) -> int:
 
 def apply_clients(session, events, tz: ZoneInfo) -> int:
     """``client_created`` / ``client_updated`` (the card, newest snapshot wins),
-    ``client_owner_changed``, ``clients_merged``. Counted: a client created (once), and every
-    move into or out of "potential" (the growth of potential clients)."""
+    ``client_owner_changed``, ``clients_merged``, ``campaign_changed`` (budgets, for ``roi``).
+    Counted: a client created (once), and every move into or out of "potential" (the growth of
+    potential clients)."""
     rollups = Rollups()
     applied = 0
     for event in events:
@@ -267,6 +269,9 @@ def apply_clients(session, events, tz: ZoneInfo) -> int:
             applied += 1
         elif event.type == "clients_merged":
             applied += _merge_clients(session, event, tz, rollups)
+        elif event.type == "campaign_changed":       # budgets for the ROI report (roi.py)
+            apply_campaign_changed(session, p)
+            applied += 1
     rollups.flush(session)
     return applied
 
@@ -421,6 +426,7 @@ def _deal_created(session, event, tz, dims, rollups, touched) -> int:
     ).on_conflict_do_nothing().returning(deal_facts.c.deal_id)).first()
     if inserted is None:
         return 0
+    record_lead_source(session, p)          # the ROI report's source (roi.py)
     rollups.add(leads_rollup, day, d, {"leads": 1}, source=(p["source"] or "")[:30])
     for reached in newly_reached(0, stage) + ([LOST] if stage == LOST else []):
         rollups.add(funnel_rollup, day, d, {"deals": 1}, stage=reached)
@@ -620,7 +626,7 @@ SOURCES = {
     "directory": (["department_changed", "user_changed"], apply_directory, None),
     "payroll": (["sales_plan_changed"], apply_plans, "handle_plans"),
     "clients": (["client_created", "client_updated", "client_owner_changed",
-                 "clients_merged"], apply_clients, "handle_clients"),
+                 "clients_merged", "campaign_changed"], apply_clients, "handle_clients"),
     "deals": (DEAL_EVENTS, apply_deals, "handle_deals"),
     "telephony": (["call_registered"], apply_calls, "handle_calls"),
     "mail": (["email_registered"], apply_emails, "handle_emails"),

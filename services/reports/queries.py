@@ -50,6 +50,7 @@ from .models import (
     task_marks,
     tasks_rollup,
 )
+from .roi import roi_report
 
 # Up to this many stays time in stage is computed exactly from the stays themselves.
 EXACT_LIMIT = 100_000
@@ -199,6 +200,8 @@ class ReportQueries:
             result = self.stuck(params)
         elif kind == "idle":
             result = self.idle(params)
+        elif kind == "roi":
+            result = roi_report(self.session, params, _filters(deal_facts, params))
         else:
             result = self.forecast(params)
         result["rows"] = self.named(params, result["rows"])
@@ -574,7 +577,7 @@ def columns_for(params: ReportParams, rows: list[dict]) -> list[dict]:
               "region": "Регион", "segment": "Сегмент", "client": "Клиент",
               "source": "Источник", "kind": "Документ", "stage": "Этап"}
     columns = []
-    if params.report.kind in ("stuck", "idle"):
+    if params.report.kind in ("stuck", "idle", "roi"):
         return [{"key": m.key, "title": m.title} for m in params.report.measures]
     for item in params.group_by:
         key = "period_start" if item in BUCKETS else item

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.timer import timer
 
 from crm_platform.batching import batch_event_handler
@@ -29,6 +28,7 @@ from crm_platform.db import make_engine
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from crm_platform.inbox import claim_event, claim_events
 from crm_platform.organisation import OrganisationReplica
+from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
 from . import metrics
@@ -110,7 +110,7 @@ class ReportsService(OrganisationReplica, PersistentService):
         self._apply(apply_emails, events)
 
     @batch_event_handler("clients", ["client_created", "client_updated", "client_owner_changed",
-                                     "clients_merged"])
+                                     "clients_merged", "campaign_changed"])
     def handle_clients(self, events):
         self._apply(apply_clients, events)
 

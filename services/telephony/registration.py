@@ -129,6 +129,7 @@ class Registration:
                 "talk_seconds": max(0, call.talk_seconds),
                 "external_number": call.external_number, "department_id": department_id,
                 "deal_id": lead_deal_id, "recording_url": call.recording,
+                "our_number": call.our_number,
             })
         return call_id
 
@@ -140,7 +141,8 @@ class Registration:
         if not call.answered and department_id is None:
             return None
         self.caller.act_as(self._service_identity())
-        data = {"source": "call", "lead": {"phone": call.external_number}}
+        data = {"source": "call", "lead": {"phone": call.external_number},
+                "source_detail": {"kind": "call", "our_number": call.our_number}}
         try:
             if call.answered:
                 result = self.deals_rpc.create_deal(data, owner_id=str(user_id))

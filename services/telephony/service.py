@@ -30,6 +30,7 @@ from crm_platform.service import PersistentService
 from .ami_client import ami_calls
 from .domain.calls import FinishedCall, Ringing
 from .models import departments, staff
+from .privacy import PrivacyEntrypoints
 from .recordings import Recordings
 from .registration import Registration
 from .webhooks import CloudWebhooks
@@ -42,7 +43,7 @@ register_remote_errors()
 
 
 class TelephonyService(OrganisationReplica, Registration, CloudWebhooks, Recordings,
-                       PersistentService):
+                       PrivacyEntrypoints, PersistentService):
     name = "telephony"
     staff_table = staff
     departments_table = departments

@@ -122,6 +122,23 @@ REPORTS: dict[str, ReportDef] = {r.name: r for r in (
               (M("calls", "Звонков"), M("answered", "Отвеченных"), M("emails", "Писем"),
                M("tasks_done", "Задач выполнено"), M("tasks_overdue", "Задач просрочено")),
               default_group=("manager", "day")),
+    ReportDef("roi", "Источники и окупаемость", "Лиды созданные в периоде по источникам (вид, "
+              "форма, UTM, линия, кампания) или по кампаниям: сделки (квалифицированы и далее), "
+              "выиграно и сумма, конверсия, стоимость лида и выигранной сделки из бюджетов "
+              "кампаний", "roi",
+              (M("source_kind", "Источник", "text"), M("form_key", "Форма", "text"),
+               M("utm_source", "utm_source", "text"), M("utm_medium", "utm_medium", "text"),
+               M("utm_campaign", "utm_campaign", "text"), M("our_number", "Линия", "text"),
+               M("campaign_id", "Кампания (id)", "text"), M("campaign", "Кампания", "text"),
+               M("leads", "Лидов"), M("deals", "Сделок"), M("won", "Выиграно"),
+               M("won_amount", "Сумма выигранных", "money"),
+               M("lead_to_deal", "Лид → сделка", "ratio", derived=True),
+               M("lead_to_won", "Лид → выигрыш", "ratio", derived=True),
+               M("cost", "Затраты", "money"),
+               M("cost_per_lead", "Стоимость лида", "money", derived=True),
+               M("cost_per_won", "Стоимость выигранной сделки", "money", derived=True)),
+              extra_slices=("source", "campaign"), slices=(), buckets=False,
+              default_group=("source",)),
 )}
 
 

@@ -59,10 +59,10 @@ def imap_user(dovecot, monkeypatch):
 
 
 class SmtpSink:
-    def __init__(self):
+    def __init__(self, login: str = "m.ural.1"):
         self.folder = Path(tempfile.mkdtemp(prefix="roofcrm-smtp-"))
         self.port = free_port()
-        self.login, self.password = "m.ural.1", uuid.uuid4().hex
+        self.login, self.password = login, uuid.uuid4().hex
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.mail.tests.smtp_sink", "--port", str(self.port),
              "--dir", str(self.folder), "--login", self.login, "--password", self.password],
@@ -162,13 +162,14 @@ def start_crm(service_db, service_config, container_factory, rabbit_config, dove
               tmp_path):
     readers: list = []
 
-    def start(**mail_overrides) -> Crm:
+    def start(clients_overrides: dict | None = None, **mail_overrides) -> Crm:
         clients_db, mail_db = service_db("clients"), service_db("mail")
         org = ReplicatedOrg(clients_db)
         copy_org(org, mail_db)
         sql = SqlReader(mail_db)
         readers.extend([org, sql])
-        clients = container_factory(ClientsService, service_config(db_url=clients_db))
+        clients = container_factory(ClientsService, service_config(
+            db_url=clients_db, **(clients_overrides or {})))
         mail_config = {"MAIL_OWN_DOMAINS": "roofcrm.ru", "MAIL_SYNC_TICK_SECONDS": 0,
                        "MAIL_ATTACHMENTS_DIR": str(tmp_path / "attachments"),
                        "MAIL_RETRY_BASE_SECONDS": 60, **mail_overrides}
