@@ -1,7 +1,9 @@
 """Personal data requests (152-FZ, ``crm_platform.privacy``) for deals: the lead contact fields of
 deals (name, phone, e-mail, message) and the web-form submissions with the person's e-mail or
-phone. Erasure replaces the person's fields with the marker and the IP of their submissions; the
-company's name and INN of a lead stay (a legal entity's data, not the person's), and so do the
+phone. Erasure replaces the person's fields with the marker and the IP of their submissions, and
+every copy of their number or address the deals service made elsewhere: timeline entries (calls
+and e-mails of any deal) and call-back tasks to an unknown number (title, description, number).
+The company's name and INN of a lead stay (a legal entity's data, not the person's), and so do the
 deals themselves (stages, sums, the ERP documents' requisites)."""
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sqlalchemy as sa
 from crm_platform.privacy import MARKER, ROLES, normalise_person
 from crm_platform.rpc import rpc
 
-from .models import deals, form_submissions
+from .models import deals, form_submissions, tasks, timeline
 
 PERSON_FIELDS = ("name", "phone", "email", "message")
 
@@ -39,6 +41,28 @@ def _submission_match(keys: dict):
     return sa.or_(*conditions)
 
 
+def _needles(keys: dict) -> list[str]:
+    return [n.lower() for n in keys["emails"] + keys["phones"] if n]
+
+
+def _mentioning(column, needles: list[str]):
+    """Rows whose text mentions any of ``needles`` (a scan: privacy requests are rare); the
+    exact check is ``_scrub_mentions``, so LIKE's wildcards in an address only widen the scan."""
+    return sa.or_(*[sa.func.lower(sa.cast(column, sa.Text)).contains(n, autoescape=True)
+                    for n in needles])
+
+
+def _scrub_mentions(value, needles: list[str]):
+    """``value`` (JSON-like) with every string that mentions a needle replaced by the marker."""
+    if isinstance(value, str):
+        return MARKER if any(n in value.lower() for n in needles) else value
+    if isinstance(value, dict):
+        return {k: _scrub_mentions(v, needles) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_mentions(v, needles) for v in value]
+    return value
+
+
 def _scrub(values: dict) -> dict:
     return {k: (MARKER if k in PERSON_FIELDS and v else v) for k, v in (values or {}).items()}
 
@@ -54,7 +78,20 @@ class PrivacyEntrypoints:
                                     .order_by(deals.c.created_at)).mappings().all()
             forms = session.execute(sa.select(form_submissions).where(_submission_match(keys))
                                     .order_by(form_submissions.c.at)).mappings().all()
+            needles = _needles(keys)
+            entries = session.execute(sa.select(timeline).where(
+                _mentioning(timeline.c.data, needles)).order_by(timeline.c.at)
+            ).mappings().all() if needles else []
+            copies = session.execute(sa.select(tasks.c.id, tasks.c.title, tasks.c.created_at)
+                                     .where(sa.or_(_mentioning(tasks.c.title, needles),
+                                                   tasks.c.external_number.in_(keys["phones"])))
+                                     .order_by(tasks.c.created_at)).mappings().all() \
+                if needles else []
         return {"service": "deals", "sections": {
+            "timeline": [{"deal_id": str(r["deal_id"]), "at": _iso(r["at"]), "kind": r["kind"],
+                          "data": r["data"]} for r in entries],
+            "tasks": [{"task_id": str(r["id"]), "title": r["title"],
+                       "created_at": _iso(r["created_at"])} for r in copies],
             "deals": [{"deal_id": str(r["id"]), "title": r["title"], "lead": r["lead"],
                        "source": r["source"], "created_at": _iso(r["created_at"])}
                       for r in found],
@@ -77,6 +114,22 @@ class PrivacyEntrypoints:
             for submission_id, data in forms:
                 session.execute(sa.update(form_submissions).where(
                     form_submissions.c.id == submission_id).values(data=_scrub(data), ip=None))
+            needles = _needles(keys)
+            entries = session.execute(sa.select(timeline.c.id, timeline.c.data).where(
+                _mentioning(timeline.c.data, needles)).with_for_update()).all() if needles else []
+            for entry_id, data in entries:
+                session.execute(sa.update(timeline).where(timeline.c.id == entry_id).values(
+                    data=_scrub_mentions(data, needles)))
+            copies = session.execute(sa.select(tasks.c.id, tasks.c.title, tasks.c.description)
+                                     .where(sa.or_(_mentioning(tasks.c.title, needles),
+                                                   _mentioning(tasks.c.description, needles),
+                                                   tasks.c.external_number.in_(keys["phones"])))
+                                     .with_for_update()).all() if needles else []
+            for task_id, title, description in copies:
+                session.execute(sa.update(tasks).where(tasks.c.id == task_id).values(
+                    title=_scrub_mentions(title, needles),
+                    description=_scrub_mentions(description, needles), external_number=None))
         return {"service": "deals", "request_id": request_id,
-                "erased": {"deals": len(found), "form_submissions": len(forms)},
+                "erased": {"deals": len(found), "form_submissions": len(forms),
+                           "timeline_entries": len(entries), "tasks": len(copies)},
                 "kept": {"deals": "сделки, этапы, суммы и реквизиты компании (ИНН) лида"}}

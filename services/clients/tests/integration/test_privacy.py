@@ -15,7 +15,13 @@ from openpyxl import load_workbook
 from crm_platform.clock import utcnow
 from crm_platform.errors import Forbidden, ValidationFailed
 from crm_platform.privacy import MARKER
-from crm_platform.testing import ReplicatedOrg, ServiceCaller, SqlReader, wait_for
+from crm_platform.testing import (
+    ReplicatedOrg,
+    ServiceCaller,
+    SqlReader,
+    publish_events,
+    wait_for,
+)
 from services.clients.service import ClientsService
 from services.deals.service import DealsService
 from services.mail.service import MailService
@@ -72,6 +78,15 @@ def crm(service_db, service_config, container_factory, rabbit_config, smtp_sink,
             "recording, created_at) VALUES (:id, 'asterisk', 'k1', 'inbound', '+73432000000', "
             ":phone, '89120000001', :now, :now, 60, 50, 'answered', 'rec/k1.wav', :now)"),
             {"id": uuid.uuid4(), "phone": PHONE, "now": now})
+    # deals copied the number when the call was registered: a timeline entry on the lead's deal
+    # and a call-back task to the unknown number
+    publish_events(callers["deals"].container.config["AMQP_URI"], [(
+        "telephony", "call_registered", {
+            "call_id": uuid.uuid4(), "user_id": org.id("m.ural.1"), "direction": "inbound",
+            "answered": False, "started_at": now, "duration_seconds": 20,
+            "external_number": PHONE, "deal_id": lead["deal"]["id"]})])
+    wait_for(lambda: sql["deals"].scalar(
+        "SELECT count(*) FROM tasks WHERE external_number = :p", p=PHONE), message="call-back")
     # an e-mail to the person, sent from the CRM through a real SMTP server
     monkeypatch.setenv("MAIL_SECRET_PRIV", smtp_sink.password)
     callers["mail"].create_mailbox({
@@ -108,6 +123,8 @@ def test_export_then_erase_a_person_across_services(crm):
     assert data["clients"]["sections"]["consents"][0]["ip"] == "10.0.0.9"
     assert data["clients"]["sections"]["access_audit"]            # the card's creation at least
     assert data["deals"]["sections"]["deals"][0]["lead"]["name"] == "Петров Пётр"
+    assert data["deals"]["sections"]["timeline"][0]["data"]["external_number"] == PHONE
+    assert data["deals"]["sections"]["tasks"][0]["title"] == f"Перезвонить: {PHONE}"
     assert [m["subject"] for m in data["mail"]["sections"]["messages"]] == ["КП по кровле"]
     assert data["telephony"]["sections"]["calls"][0]["number"] == PHONE
     book = load_workbook(io.BytesIO(base64.b64decode(exported["file"]["content_base64"])))
@@ -120,6 +137,8 @@ def test_export_then_erase_a_person_across_services(crm):
     assert erased["services"]["mail"]["erased"]["messages"] == 1
     assert erased["services"]["telephony"]["erased"]["calls"] == 1
     assert erased["services"]["deals"]["erased"]["deals"] == 1
+    assert erased["services"]["deals"]["erased"]["timeline_entries"] == 1
+    assert erased["services"]["deals"]["erased"]["tasks"] == 1
 
     # nothing of the person is left anywhere ...
     again = clients.call("privacy_request", {"kind": "export", "email": EMAIL, "phone": PHONE},
@@ -136,6 +155,10 @@ def test_export_then_erase_a_person_across_services(crm):
                     e=EMAIL, p=PHONE) == 0
     assert sql["mail"].scalar("SELECT text FROM messages") == MARKER
     assert sql["deals"].scalar("SELECT lead->>'name' FROM deals") == MARKER
+    for table in ("timeline", "tasks"):          # no copy of the number is left in deals
+        assert not sql["deals"].scalar(
+            f"SELECT count(*) FROM {table} WHERE {table}::text LIKE '%79120000001%'")  # noqa: S608
+    assert sql["deals"].scalar("SELECT title FROM tasks WHERE kind = 'callback'") == MARKER
     assert sql["telephony"].scalar("SELECT recording FROM calls") is None
     # ... and the legal holds stay: requisites, the company's other address, the deal, the call
     card = c.rows("SELECT inn, kpp, emails FROM clients")[0]
