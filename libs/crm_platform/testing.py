@@ -210,6 +210,23 @@ class ReplicatedOrg(SqlReader):
     def id(self, username) -> str:
         return self.people[username]["user_id"]
 
+    def copy_to(self, url: str) -> None:
+        """The same people and departments (same ids) into another service's replica."""
+        from .organisation import departments_table, staff_table
+
+        metadata = sa.MetaData()
+        staff, departments = staff_table(metadata), departments_table(metadata)
+        with self.engine.connect() as src:
+            people = [dict(r) for r in src.execute(sa.select(staff)).mappings()]
+            depts = [dict(r) for r in src.execute(sa.select(departments)).mappings()]
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.insert(departments), depts)
+                conn.execute(sa.insert(staff), people)
+        finally:
+            engine.dispose()
+
 
 class ServiceCaller:
     """Calls a running container's RPC methods as one of ``org.people``:

@@ -25,7 +25,7 @@ from crm_platform.testing import (
 from services.clients.service import ClientsService
 from services.deals.service import DealsService
 from services.mail.service import MailService
-from services.mail.tests.integration.conftest import SmtpSink, copy_org
+from services.mail.tests.integration.conftest import SmtpSink
 from services.telephony.service import TelephonyService
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def crm(service_db, service_config, container_factory, rabbit_config, smtp_sink,
     urls = {name: service_db(name) for name in ("clients", "deals", "mail", "telephony")}
     org = ReplicatedOrg(urls["clients"])
     for name in ("deals", "mail", "telephony"):
-        copy_org(org, urls[name])
+        org.copy_to(urls[name])
     services = {"clients": ClientsService, "deals": DealsService, "mail": MailService,
                 "telephony": TelephonyService}
     extra = {"mail": {"MAIL_SYNC_TICK_SECONDS": 0, "MAIL_OWN_DOMAINS": "roofcrm.ru"}}

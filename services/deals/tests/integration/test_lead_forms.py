@@ -6,11 +6,9 @@ lead, bad fields are named, and the per-IP token bucket answers 429 with a wait.
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import sqlalchemy as sa
 
 from crm_platform.clock import clock
 from crm_platform.errors import Forbidden, NotFound, QuotaExceeded, ValidationFailed
-from crm_platform.organisation import departments_table, staff_table
 from crm_platform.testing import ServiceCaller, SqlReader
 from services.clients.service import ClientsService
 from services.deals.domain.forms import sign
@@ -21,23 +19,10 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
-def copy_org(org, url: str) -> None:
-    metadata = sa.MetaData()
-    staff, departments = staff_table(metadata), departments_table(metadata)
-    with org.engine.connect() as src:
-        people = [dict(r) for r in src.execute(sa.select(staff)).mappings()]
-        depts = [dict(r) for r in src.execute(sa.select(departments)).mappings()]
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.insert(departments), depts)
-        conn.execute(sa.insert(staff), people)
-    engine.dispose()
-
-
 @pytest.fixture
 def crm(service_db, service_config, container_factory, svc, org):
     clients_db = service_db("clients")
-    copy_org(org, clients_db)
+    org.copy_to(clients_db)
     clients = container_factory(ClientsService, service_config(db_url=clients_db))
     clients.start()
     reader = SqlReader(clients_db)

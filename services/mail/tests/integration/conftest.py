@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from kombu import Connection, Exchange, Queue
 
-from crm_platform.organisation import departments_table, staff_table
 from crm_platform.testing import ReplicatedOrg, ServiceCaller, SqlReader, free_port, wait_for
 from services.clients.service import ClientsService
 from services.mail.service import MailService
@@ -94,20 +92,6 @@ def smtp_sink():
     sink.stop()
 
 
-def copy_org(org: ReplicatedOrg, url: str) -> None:
-    """The same people and departments (same ids) into mail's replica."""
-    metadata = sa.MetaData()
-    staff, departments = staff_table(metadata), departments_table(metadata)
-    with org.engine.connect() as src:
-        people = [dict(r) for r in src.execute(sa.select(staff)).mappings()]
-        depts = [dict(r) for r in src.execute(sa.select(departments)).mappings()]
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.insert(departments), depts)
-        conn.execute(sa.insert(staff), people)
-    engine.dispose()
-
-
 class EventTap:
     """A queue bound to ``mail.events`` before anything is published: what reached the broker."""
 
@@ -165,7 +149,7 @@ def start_crm(service_db, service_config, container_factory, rabbit_config, dove
     def start(clients_overrides: dict | None = None, **mail_overrides) -> Crm:
         clients_db, mail_db = service_db("clients"), service_db("mail")
         org = ReplicatedOrg(clients_db)
-        copy_org(org, mail_db)
+        org.copy_to(mail_db)
         sql = SqlReader(mail_db)
         readers.extend([org, sql])
         clients = container_factory(ClientsService, service_config(

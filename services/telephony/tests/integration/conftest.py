@@ -24,20 +24,6 @@ MANGO_KEY, MANGO_SALT = "mango-api-key-123", "mango-api-salt-456"
 ZADARMA_SECRET = "zadarma-secret-789"
 
 
-def copy_org(org: ReplicatedOrg, url: str) -> None:
-    """The same people and departments (same ids) into another service's replica."""
-    metadata = sa.MetaData()
-    staff, departments = staff_table(metadata), departments_table(metadata)
-    with org.engine.connect() as src:
-        people = [dict(r) for r in src.execute(sa.select(staff)).mappings()]
-        depts = [dict(r) for r in src.execute(sa.select(departments)).mappings()]
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.insert(departments), depts)
-        conn.execute(sa.insert(staff), people)
-    engine.dispose()
-
-
 def directory_events(org: ReplicatedOrg) -> list[tuple[str, str, dict]]:
     metadata = sa.MetaData()
     staff, departments = staff_table(metadata), departments_table(metadata)
@@ -106,7 +92,7 @@ def start_crm(service_db, service_config, container_factory, rabbit_config):
         clients_db, deals_db, tel_db = (service_db("clients"), service_db("deals"),
                                         service_db("telephony"))
         org = ReplicatedOrg(clients_db)
-        copy_org(org, deals_db)
+        org.copy_to(deals_db)
         deals_sql, tel_sql = SqlReader(deals_db), SqlReader(tel_db)
         readers.extend([org, deals_sql, tel_sql])
 
