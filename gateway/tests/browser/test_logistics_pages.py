@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -40,7 +41,7 @@ def make_user(stack, admin, username, full_name, role) -> dict:
 
 def sign_in(browser, stack, path, username):
     browser.get(stack.base_url + path)
-    wait = WebDriverWait(browser, 30)
+    wait = settled(browser)
     wait.until(ec.presence_of_element_located((By.NAME, "username")))
     assert "/login?next=" in browser.current_url
     browser.find_element(By.NAME, "username").send_keys(username)
@@ -51,6 +52,19 @@ def sign_in(browser, stack, path, username):
 
 def stop_card(browser, number):
     return browser.find_element(By.CSS_SELECTOR, f'.stop[data-order="{number}"]')
+
+
+def settled(browser) -> WebDriverWait:
+    """A 30 s wait whose conditions may look up elements of a page being replaced."""
+    return WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+
+
+def post_and_reload(browser, button, on_page):
+    """Click a form's ``button`` and wait until the page it was on (``on_page``, an element of
+    it) is replaced: the old page may already show the text the next wait looks for (a button
+    label), so waiting for the text alone can pass before the new page is there."""
+    button.click()
+    settled(browser).until(ec.staleness_of(on_page))
 
 
 def test_driver_delivers_with_a_photo_and_the_dispatcher_sees_it(stack, browser, tmp_path):
@@ -84,26 +98,29 @@ def test_driver_delivers_with_a_photo_and_the_dispatcher_sees_it(stack, browser,
     page = browser.find_element(By.CSS_SELECTOR, f'.trip[data-trip="{trip["number"]}"]')
     assert "Сидоров" in browser.find_element(By.TAG_NAME, "header").text
     assert "Екатеринбург, ул. Малышева, 1" in page.text
-    browser.find_element(By.XPATH, "//button[contains(., 'Начать погрузку')]").click()
-    WebDriverWait(browser, 30).until(
+    post_and_reload(browser, browser.find_element(
+        By.XPATH, "//button[contains(., 'Начать погрузку')]"), page)
+    settled(browser).until(
         lambda b: "Погрузка" in stop_card(b, orders[0]["number"]).text)
-    stop_card(browser, orders[0]["number"]).find_element(By.CLASS_NAME, "stop-action").click()
-    WebDriverWait(browser, 30).until(
+    card = stop_card(browser, orders[0]["number"])
+    post_and_reload(browser, card.find_element(By.CLASS_NAME, "stop-action"), card)
+    settled(browser).until(
         lambda b: "В пути" in stop_card(b, orders[0]["number"]).text)
 
     photo = tmp_path / "nakladnaya.png"
     photo.write_bytes(png())
     card = stop_card(browser, orders[0]["number"])
     card.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(photo))
-    card.find_element(By.CSS_SELECTOR, ".photo-form button").click()
-    WebDriverWait(browser, 30).until(
+    post_and_reload(browser, card.find_element(By.CSS_SELECTOR, ".photo-form button"), card)
+    settled(browser).until(
         lambda b: "Фото накладной сохранено" in b.find_element(By.TAG_NAME, "main").text)
-    WebDriverWait(browser, 30).until(lambda b: b.execute_script(
+    settled(browser).until(lambda b: b.execute_script(
         "var i = document.querySelector('img.note'); return i && i.complete && i.naturalWidth")
         == 8)
 
-    stop_card(browser, orders[0]["number"]).find_element(By.CLASS_NAME, "stop-action").click()
-    WebDriverWait(browser, 30).until(
+    card = stop_card(browser, orders[0]["number"])
+    post_and_reload(browser, card.find_element(By.CLASS_NAME, "stop-action"), card)
+    settled(browser).until(
         lambda b: "Доставлен" in stop_card(b, orders[0]["number"]).text)
     assert "Погрузка" in stop_card(browser, orders[1]["number"]).text
 
@@ -121,7 +138,7 @@ def test_driver_delivers_with_a_photo_and_the_dispatcher_sees_it(stack, browser,
 
     # Sign out; the dispatcher signs in and sees the delivered stop with its photo.
     browser.find_element(By.XPATH, "//button[contains(., 'Выйти')]").click()
-    WebDriverWait(browser, 30).until(lambda b: "/login" in b.current_url)
+    settled(browser).until(lambda b: "/login" in b.current_url)
     sign_in(browser, stack, "/logistics/dispatcher", "dispatcher1")
     trip_card = browser.find_element(By.CSS_SELECTOR,
                                      f'#trips .trip[data-trip="{trip["number"]}"]')
@@ -129,7 +146,7 @@ def test_driver_delivers_with_a_photo_and_the_dispatcher_sees_it(stack, browser,
                                        f'.stop[data-order="{orders[0]["number"]}"]')
     assert "Доставлен" in delivered.text and "В пути" in trip_card.text
     delivered.find_element(By.CLASS_NAME, "note-link").click()
-    WebDriverWait(browser, 30).until(lambda b: "/logistics/notes/" in b.current_url)
+    settled(browser).until(lambda b: "/logistics/notes/" in b.current_url)
     assert browser.execute_script(
         "return document.images.length && document.images[0].naturalWidth") == 8
 
@@ -161,7 +178,7 @@ def test_dispatcher_makes_a_trip_from_the_planners_proposal(stack, browser):
     proposed.find_element(By.NAME, "distance_km").send_keys("100")
     proposed.find_element(By.NAME, "duration_h").send_keys("4")
     proposed.find_element(By.XPATH, ".//button[contains(., 'Создать рейс')]").click()
-    WebDriverWait(browser, 30).until(
+    settled(browser).until(
         lambda b: b.find_elements(By.CSS_SELECTOR, "#trips .trip"))
     trips = stack.ok("GET", "/api/v1/logistics/trips", dispatcher)
     assert len(trips) == 1 and trips[0]["cost"] == "7400.00"     # 100 × 50 + 4 × 600
