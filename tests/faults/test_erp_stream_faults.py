@@ -91,10 +91,10 @@ def test_a_service_killed_mid_handler_and_restarted(stack):
 
     stack["stream"].send_all(stack["amqp"], calls=stack["calls"], during=kill_both, at=6)
     finish(stack, started)
-    # Both were killed inside a handler and started again. An extra restart by the watchdog (the
-    # process exited by itself afterwards) was seen once in four full CI runs on two loaded cores,
-    # reason not captured: tolerated here like in the broker test (nothing was lost, checked
-    # above), printed, and open in the closing note of session 3.
+    # Both were killed inside a handler and started again. An extra restart was seen once in four
+    # loaded CI runs: most likely the watchdog taking our own kill for a crash while it waited
+    # (ServiceProcess.kill now forgets the process first). Until that is confirmed the count is
+    # a lower bound and the crashes are printed (closing note of session 3).
     assert stack["deals"].starts >= 2 and stack["erp"].starts >= 2
     print("crashes:", {n: stack[n].crashes for n in ("erp", "deals")})
 
