@@ -4,7 +4,6 @@ change them, directors and integrations read them."""
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -40,15 +39,7 @@ class FleetRpc:
         values = check_carrier(data)
         now = utcnow()
         with self.db.session() as session:
-            if carrier_id:
-                store.get_or_404(session, carriers, carrier_id, "Перевозчик", lock=True)
-                row = session.execute(sa.update(carriers).where(
-                    carriers.c.id == store.as_uuid(carrier_id, "carrier_id"))
-                    .values(updated_at=now, **values).returning(*carriers.c)).mappings().one()
-            else:
-                row = session.execute(sa.insert(carriers).values(
-                    id=uuid.uuid4(), created_at=now, updated_at=now, **values)
-                    .returning(*carriers.c)).mappings().one()
+            row = store.save_row(session, carriers, carrier_id, values, "Перевозчик", now)
             return store.row_dict(row)
 
     # -- vehicles ------------------------------------------------------------------------------
@@ -86,16 +77,7 @@ class FleetRpc:
                 raise Conflict(f"Машина с номером {values['plate']} уже есть",
                                code="vehicle_exists", extra={"vehicle_id": str(clash)})
             try:
-                if vehicle_id:
-                    store.get_or_404(session, vehicles, vehicle_id, "Машина", lock=True)
-                    row = session.execute(sa.update(vehicles).where(
-                        vehicles.c.id == store.as_uuid(vehicle_id, "vehicle_id"))
-                        .values(updated_at=now, **values).returning(*vehicles.c)
-                    ).mappings().one()
-                else:
-                    row = session.execute(sa.insert(vehicles).values(
-                        id=uuid.uuid4(), created_at=now, updated_at=now, **values)
-                        .returning(*vehicles.c)).mappings().one()
+                row = store.save_row(session, vehicles, vehicle_id, values, "Машина", now)
                 session.flush()
             except IntegrityError:
                 raise Conflict(f"Машина с номером {values['plate']} уже есть",
@@ -136,15 +118,7 @@ class FleetRpc:
                 if clash is not None and str(clash) != str(driver_id or ""):
                     raise Conflict("Этот логин уже привязан к другому водителю",
                                    code="driver_login_taken", extra={"driver_id": str(clash)})
-            if driver_id:
-                store.get_or_404(session, drivers, driver_id, "Водитель", lock=True)
-                row = session.execute(sa.update(drivers).where(
-                    drivers.c.id == store.as_uuid(driver_id, "driver_id"))
-                    .values(updated_at=now, **values).returning(*drivers.c)).mappings().one()
-            else:
-                row = session.execute(sa.insert(drivers).values(
-                    id=uuid.uuid4(), created_at=now, updated_at=now, **values)
-                    .returning(*drivers.c)).mappings().one()
+            row = store.save_row(session, drivers, driver_id, values, "Водитель", now)
             return store.row_dict(row)
 
     # -- product reference data ----------------------------------------------------------------

@@ -76,6 +76,19 @@ def get_or_404(session, table: sa.Table, row_id, what: str, *, lock: bool = Fals
     return row
 
 
+def save_row(session, table: sa.Table, row_id, values: dict, what: str, now: datetime) -> dict:
+    """Update the row ``row_id`` of ``table`` (404 naming ``what`` when missing), or insert a new
+    one when ``row_id`` is empty; returns the row as stored."""
+    if row_id:
+        get_or_404(session, table, row_id, what, lock=True)
+        query = sa.update(table).where(table.c.id == as_uuid(row_id, "id")).values(
+            updated_at=now, **values)
+    else:
+        query = sa.insert(table).values(id=uuid.uuid4(), created_at=now, updated_at=now,
+                                        **values)
+    return session.execute(query.returning(*table.c)).mappings().one()
+
+
 def driver_of_user(session, identity: Identity):
     """The driver record linked to the caller's login (role ``driver``)."""
     row = session.execute(sa.select(drivers).where(
