@@ -299,7 +299,8 @@ class ClientUpdated(ClientSnapshot):
 @contract("clients", "client_owner_changed")
 class ClientOwnerChanged(Schema):
     """Ownership moved: hand-over, claim from the pool, release to the pool (new owner null),
-    arbitration by the sales head, merge. Deals and tasks of the client follow the new owner."""
+    arbitration by the sales head, merge, lead distribution giving a released pool client to a
+    manager. Deals and tasks of the client follow the new owner."""
 
     client_id = fields.UUID(required=True)
     previous_owner_id = fields.UUID(allow_none=True, load_default=None)
@@ -307,7 +308,7 @@ class ClientOwnerChanged(Schema):
     previous_department_id = fields.UUID(allow_none=True, load_default=None)
     new_department_id = fields.UUID(allow_none=True, load_default=None)
     reason = fields.String(required=True, validate=validate.OneOf(
-        ["transfer", "claim", "release", "arbitration", "merge", "import"]))
+        ["transfer", "claim", "release", "arbitration", "merge", "import", "distribution"]))
     batch_id = fields.UUID(allow_none=True, load_default=None)
     include_open_deals = fields.Boolean(load_default=True)
     include_open_tasks = fields.Boolean(load_default=True)

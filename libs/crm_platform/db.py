@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from nameko.extensions import DependencyProvider
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import Unavailable
+from .errors import Unavailable, ValidationFailed
 
 DB_URL_KEY = "DB_URL"
 
@@ -64,6 +64,14 @@ class SessionFactory:
                 raise Unavailable("База данных временно недоступна, повторите запрос",
                                   code="database_unavailable") from exc
             raise
+        except ValueError as exc:
+            # psycopg2 refuses a string holding U+0000 (PostgreSQL text cannot store it) before
+            # anything is sent: whatever field brought it, that is bad input (422), not a 5xx.
+            if "NUL (0x00)" not in str(exc):
+                raise
+            raise ValidationFailed("Текст содержит недопустимый символ NUL (U+0000)",
+                                   fields={"body": ["символ NUL (U+0000) недопустим"]},
+                                   code="nul_character") from exc
         finally:
             session.close()
 

@@ -59,6 +59,12 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class Hidden(NotFound):
+    """A refusal answered as 404, where even a 403 would tell that the thing exists (another
+    manager's deal). For the caller it is a ``NotFound``; the platform audits it as an access
+    denial like ``Forbidden`` (``crm_platform.audit``)."""
+
+
 class Unauthenticated(DomainError):
     status = 401
     title = "Unauthenticated"
@@ -80,8 +86,8 @@ class Unavailable(DomainError):
     code = "service_unavailable"
 
 
-ERROR_TYPES = (ValidationFailed, NotFound, Conflict, Forbidden, Unauthenticated, QuotaExceeded,
-               Unavailable, DomainError)
+ERROR_TYPES = (ValidationFailed, NotFound, Hidden, Conflict, Forbidden, Unauthenticated,
+               QuotaExceeded, Unavailable, DomainError)
 
 
 def register_remote_errors():

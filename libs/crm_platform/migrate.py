@@ -40,6 +40,25 @@ def alembic_config(service: str, url: str | None = None) -> Config:
 
 def upgrade(service: str, url: str | None = None, revision: str = "head") -> None:
     command.upgrade(alembic_config(service, url), revision)
+    ensure_platform_tables(url or service_db_url(service))
+
+
+def ensure_platform_tables(url: str) -> None:
+    """Platform tables added after a service's first migration (``idempotency_keys``) appear in
+    every database without a migration per service: ``create_all`` only creates what is missing,
+    under the same advisory lock as the migrations so replicas starting together do not race."""
+    import sqlalchemy as sa
+
+    from .tables import platform_metadata
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(hashtext('crm_platform.migrate'))")
+            platform_metadata.create_all(connection)
+    finally:
+        engine.dispose()
 
 
 def run_migrations(context, target_metadata) -> None:

@@ -33,6 +33,7 @@ from .clock import utcnow
 from .config import as_float, as_int
 from .contracts import make_envelope
 from .db import DB_URL_KEY, SessionFactory, make_engine
+from .idempotency import purge_idempotency_keys
 from .inbox import purge_processed
 from .observability import (
     EVENTS_UNROUTABLE,
@@ -291,6 +292,9 @@ class OutboxRelay:
         """Forget the ids of events this service's consumers handled more than
         ``inbox_retention_days`` ago: a redelivery comes within minutes or hours of the first
         delivery, so older ids only grow the table (0 keeps them all)."""
+        with self.sessions.session() as session:
+            # Idempotency-Key results only matter for a day of client retries.
+            purge_idempotency_keys(session)
         if self.inbox_retention_days <= 0:
             return 0
         with self.sessions.session() as session:

@@ -19,8 +19,10 @@ from nameko.extensions import DependencyProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.wrappers import Response
 
+from .audit import AccessAudit, list_denials
 from .db import Database
 from .deadletters import list_dead_letters, redrive_dead_letters
+from .idempotency import Idempotency
 from .identity import Caller
 from .observability import REGISTRY, Observability
 from .outbox import Outbox, export_events
@@ -95,6 +97,8 @@ class PersistentService(ObservableService):
     db = Database()
     outbox = Outbox()
     caller = Caller()
+    idempotency = Idempotency()  # Idempotency-Key of creating RPCs (``@idempotent``)
+    access_audit = AccessAudit()  # every Forbidden recorded in ``access_denials`` (audit.py)
 
     def readiness_problems(self) -> dict:
         problems = super().readiness_problems()
@@ -117,6 +121,14 @@ class PersistentService(ObservableService):
         (admin only); returns how many were moved."""
         self.caller.require("admin")
         return redrive_dead_letters(self.config_amqp_uri(), self.name, handler=handler)
+
+    @rpc
+    def access_denials(self, after: int = 0, limit: int = 100) -> list[dict]:
+        """Callers this service refused (admin only): who, role, operation, resource, reason,
+        when; id > ``after``, oldest first."""
+        self.caller.require("admin")
+        with self.db.session() as session:
+            return list_denials(session, after, limit)
 
     @rpc
     def export_events(self, after: int = 0, limit: int = 1000,
