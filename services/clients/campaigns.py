@@ -36,9 +36,12 @@ from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.consumer import event_handler
 from crm_platform.errors import NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.identity import Identity
 from crm_platform.inbox import claim_event
+from crm_platform.paging import keyset_page
 from crm_platform.rpc import rpc
+from crm_platform.secrets import RequiredSecrets
 
 from . import store
 from .domain.campaigns import (
@@ -83,6 +86,7 @@ def _dump(row: dict, counts: dict | None = None) -> dict:
 
 
 class CampaignEntrypoints:
+    campaign_secrets = RequiredSecrets("CAMPAIGN_UNSUBSCRIBE_SECRET")
 
     def _service_identity(self) -> Identity:
         return Identity(user_id=SERVICE_USER_ID, role="integration", username="campaigns",
@@ -113,6 +117,7 @@ class CampaignEntrypoints:
 
     # -- CRUD --------------------------------------------------------------------------------------
     @rpc
+    @idempotent
     def create_campaign(self, data: dict) -> dict:
         """A draft campaign: ``name``, ``goal`` (reactivation, new_product, event), ``channels``
         (email, calls), ``segment_id`` (one's saved segment) or ``filter``, ``budget``,
@@ -180,19 +185,27 @@ class CampaignEntrypoints:
 
     @rpc
     def list_campaign_recipients(self, campaign_id: str, status: str | None = None,
-                                 limit: int = 100, offset: int = 0) -> dict:
-        """A campaign's recipients (address, client, contact, status, reason), by address."""
+                                 limit: int = 100, offset: int = 0,
+                                 cursor: str | None = None) -> dict:
+        """A campaign's recipients (address, client, contact, status, reason), by address:
+        ``{"items", "next_cursor"}`` (pass it as ``cursor``; ``offset`` for old callers)."""
         identity = self.caller.require("sales_head", "director")
         limit = max(1, min(as_int(limit, 100), 1000))
         offset = max(0, as_int(offset, 0))
         r = campaign_recipients.c
+        next_cursor = None
         with self.db.session() as session:
             row = self._campaign_row(session, identity, campaign_id)
             query = sa.select(campaign_recipients).where(r.campaign_id == row["id"])
             if status:
                 query = query.where(r.status == status)
-            items = session.execute(query.order_by(r.email).limit(limit).offset(offset)) \
-                .mappings().all()
+            if offset:
+                items = session.execute(query.order_by(r.email).limit(limit).offset(offset)) \
+                    .mappings().all()
+            else:
+                items, next_cursor = keyset_page(
+                    session, query, sort="email", default="email", sorts={"email": r.email},
+                    id_column=r.id, cursor=cursor, limit=limit)
             store.audit(session, identity, "campaign_recipients_read", utcnow(),
                         details={"campaign_id": str(row["id"]), "count": len(items)})
         return {"items": [{
@@ -200,7 +213,8 @@ class CampaignEntrypoints:
             "client_id": str(i["client_id"]) if i["client_id"] else None,
             "contact_id": str(i["contact_id"]) if i["contact_id"] else None,
             "status": i["status"], "reason": i["reason"], "message_id": i["message_id"],
-            "updated_at": i["updated_at"].isoformat()} for i in items]}
+            "updated_at": i["updated_at"].isoformat()} for i in items],
+            "next_cursor": next_cursor}
 
     # -- states ------------------------------------------------------------------------------------
     @rpc

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.rpc import rpc
 
 from . import store
@@ -81,6 +82,7 @@ class ConsentEntrypoints:
             return [_text_view(r) for r in session.execute(query).mappings()]
 
     @rpc
+    @idempotent
     def add_consent_text(self, purpose: str, version: str, text: str,
                          valid_from: str | None = None) -> dict:
         """Add a version of a consent text (admin). A version is never edited: a changed text
@@ -133,6 +135,7 @@ class ConsentEntrypoints:
             "text_version_id": ["версия текста, с которым согласился человек"]})
 
     @rpc
+    @idempotent
     def record_consent(self, data: dict) -> dict:
         """Record a consent given: ``email``/``phone`` (at least one), ``client_id``?,
         ``contact_id``?, ``purpose``, ``text_version_id`` (or ``version`` of the purpose's text),

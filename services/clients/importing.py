@@ -49,6 +49,7 @@ from sqlalchemy.exc import OperationalError
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, DomainError
+from crm_platform.idempotency import idempotent
 from crm_platform.rpc import rpc
 
 from . import store
@@ -91,6 +92,7 @@ def _chunks(items: list, size: int = CHUNK):
 
 class ImportEntrypoints:
     @rpc
+    @idempotent
     def import_clients(self, file_base64: str, filename: str, mapping: dict,
                        dry_run: bool = False, owner_id: str | None = None) -> dict:
         """Import clients and their contacts from an ``.xlsx`` or ``.csv`` file (base64, at most

@@ -33,6 +33,7 @@ from openpyxl import Workbook
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.privacy import MARKER, ROLES, normalise_person
 from crm_platform.rpc import rpc
 
@@ -126,6 +127,7 @@ class PrivacyEntrypoints:
 
     # -- the orchestration ---------------------------------------------------------------------
     @rpc
+    @idempotent
     def privacy_request(self, data: dict) -> dict:
         """Export or erase one person's data in every service (see the module doc). Returns
         ``{"request_id", "kind", "status", "services", "data"?}`` or, with ``format`` xlsx for an

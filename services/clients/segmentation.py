@@ -28,7 +28,9 @@ from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.consumer import event_handler
 from crm_platform.errors import Conflict, NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.inbox import claim_event
+from crm_platform.paging import keyset_page
 from crm_platform.rpc import rpc
 
 from . import store
@@ -339,6 +341,7 @@ class SegmentationEntrypoints:
 
     # == saved filters ============================================================================
     @rpc
+    @idempotent
     def save_segment(self, name: str, filter: dict | list | None,
                      segment_id: str | None = None) -> dict:
         """Save a filter under a name (or replace the filter and name of one's segment
@@ -498,6 +501,7 @@ class SegmentationEntrypoints:
 
     # == reactivation campaigns ===================================================================
     @rpc
+    @idempotent
     def start_campaign(self, name: str, filter: dict | list | None = None,
                        segment_id: str | None = None, due_in_days: int = 5) -> dict:
         """Turn the visible clients of a filter or segment into campaign targets and ask each
@@ -551,6 +555,23 @@ class SegmentationEntrypoints:
     @rpc
     def list_campaigns(self, limit: int = 50) -> list[dict]:
         """Reactivation campaigns, newest first (sales head: own; director: all), with counts."""
+        query = self._campaigns_query().order_by(campaigns.c.created_at.desc()) \
+            .limit(max(1, min(int(limit), 500)))
+        with self.db.session() as session:
+            return [self._campaign_item(r) for r in session.execute(query).mappings().all()]
+
+    @rpc
+    def page_campaigns(self, limit: int = 50, cursor: str | None = None) -> dict:
+        """``list_campaigns`` in cursor pages: ``{"items", "next_cursor"}``, newest first."""
+        query = self._campaigns_query()
+        with self.db.session() as session:
+            rows, next_cursor = keyset_page(
+                session, query, sort="-created", default="-created",
+                sorts={"created": campaigns.c.created_at}, id_column=campaigns.c.id,
+                cursor=cursor, limit=max(1, min(int(limit), 500)))
+        return {"items": [self._campaign_item(r) for r in rows], "next_cursor": next_cursor}
+
+    def _campaigns_query(self):
         identity = self.caller.require("sales_head", "director")
         t = campaign_targets.c
         query = (sa.select(campaigns, sa.func.count(t.client_id).label("targets"),
@@ -558,16 +579,17 @@ class SegmentationEntrypoints:
                            sa.func.count(t.deal_created_at).label("with_new_deal"))
                  .select_from(campaigns.outerjoin(campaign_targets,
                                                   t.campaign_id == campaigns.c.id))
-                 .group_by(campaigns.c.id).order_by(campaigns.c.created_at.desc())
-                 .limit(max(1, min(int(limit), 500))))
+                 .group_by(campaigns.c.id))
         if identity.role != "director":
             query = query.where(campaigns.c.created_by == identity.user_id)
-        with self.db.session() as session:
-            rows = session.execute(query).mappings().all()
-        return [{"campaign_id": str(r["id"]), "name": r["name"], "created_by": str(r["created_by"]),
-                 "created_at": r["created_at"].isoformat(), "due_at": r["due_at"].isoformat(),
-                 "targets": r["targets"], "reached": r["reached"],
-                 "with_new_deal": r["with_new_deal"]} for r in rows]
+        return query
+
+    @staticmethod
+    def _campaign_item(r) -> dict:
+        return {"campaign_id": str(r["id"]), "name": r["name"], "created_by": str(r["created_by"]),
+                "created_at": r["created_at"].isoformat(), "due_at": r["due_at"].isoformat(),
+                "targets": r["targets"], "reached": r["reached"],
+                "with_new_deal": r["with_new_deal"]}
 
     @rpc
     def campaign_report(self, campaign_id: str) -> dict:

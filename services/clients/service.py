@@ -18,7 +18,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.organisation import OrganisationReplica
+from crm_platform.paging import keyset_page
 from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
@@ -110,6 +112,7 @@ class ClientsService(OrganisationReplica, HandoverEntrypoints, SegmentationEntry
 
     # -- creating and reading ---------------------------------------------------------------------
     @rpc
+    @idempotent
     def create_client(self, data: dict, contacts: list[dict] | None = None,
                       owner_id: str | None = None, override: bool = False) -> dict:
         """Create a client (with contacts) after the duplicate check. Returns ``{"created": true,
@@ -270,10 +273,14 @@ class ClientsService(OrganisationReplica, HandoverEntrypoints, SegmentationEntry
 
     @rpc
     def list_clients(self, filters: dict | None = None, limit: int = 50,
-                     offset: int = 0) -> dict:
-        """Clients the caller may see, newest first: ``{"items": [...], "total": n}``. Filters:
-        ``q`` (name, INN or phone), ``status``, ``segment``, ``region``, ``owner_id``,
-        ``department_id``, ``pool`` (true: unowned only). Items carry no contacts."""
+                     offset: int = 0, cursor: str | None = None,
+                     sort: str | None = None) -> dict:
+        """Clients the caller may see: ``{"items": [...], "total": n, "next_cursor": ...}``,
+        newest first unless ``sort`` (``created``, ``updated``, ``name``, ``-`` for descending).
+        With ``cursor`` or ``sort`` it pages by keyset (pass ``next_cursor`` back as ``cursor``);
+        without either, by ``offset`` as before (``next_cursor`` null). Filters: ``q`` (name,
+        INN or phone), ``status``, ``segment``, ``region``, ``owner_id``, ``department_id``,
+        ``pool`` (true: unowned only). Items carry no contacts."""
         identity = self.caller.require()
         filters = filters or {}
         limit = max(1, min(int(limit), 500))
@@ -282,14 +289,24 @@ class ClientsService(OrganisationReplica, HandoverEntrypoints, SegmentationEntry
         if visible is not None:
             query = query.where(visible)
         query = self._apply_filters(query, filters)
+        next_cursor = None
         with self.db.session() as session:
             if filters.get("q"):
                 # `%` compares with the connection's pg_trgm limit: set ours, never inherit one.
                 session.execute(sa.select(sa.func.set_limit(SEARCH_SIMILARITY)))
             total = session.execute(
                 sa.select(sa.func.count()).select_from(query.subquery())).scalar()
-            rows = session.execute(query.order_by(clients.c.created_at.desc(), clients.c.id)
-                                   .limit(limit).offset(max(0, int(offset)))).mappings().all()
+            if cursor is None and sort is None:
+                # Callers of the offset pages (the web pages) keep them exactly; the HTTP API
+                # always names a sort and pages by cursor.
+                rows = session.execute(query.order_by(clients.c.created_at.desc(), clients.c.id)
+                                       .limit(limit).offset(max(0, int(offset)))).mappings().all()
+            else:
+                rows, next_cursor = keyset_page(
+                    session, query, sort=sort, default="-created", id_column=clients.c.id,
+                    sorts={"created": clients.c.created_at, "updated": clients.c.updated_at,
+                           "name": clients.c.name_key},
+                    cursor=cursor, limit=limit)
             names = store.staff_names(session, [r["owner_id"] for r in rows])
             depts = store.department_names(session, [r["department_id"] for r in rows])
             items = []
@@ -300,7 +317,7 @@ class ClientsService(OrganisationReplica, HandoverEntrypoints, SegmentationEntry
                 item["read_only"] = not access.can_edit(identity, row)
                 item["contacts"] = []
                 items.append(ClientSchema(exclude=("contacts",)).dump(item))
-            return {"items": items, "total": total}
+            return {"items": items, "total": total, "next_cursor": next_cursor}
 
     @staticmethod
     def _apply_filters(query, filters: dict):
@@ -379,6 +396,7 @@ class ClientsService(OrganisationReplica, HandoverEntrypoints, SegmentationEntry
                    "matched_by": ", ".join(r["reason"] for r in match["reasons"])})
 
     @rpc
+    @idempotent
     def add_contact(self, client_id: str, data: dict) -> dict:
         """Add a contact person; their phones and e-mails must not belong to another client."""
         identity = self.caller.require()
@@ -472,6 +490,27 @@ class ClientsService(OrganisationReplica, HandoverEntrypoints, SegmentationEntry
             self._change_owner(session, identity, row, new_owner, department_id,
                                "arbitration", now)
             return self._card(session, identity, row["id"])
+
+    @rpc
+    def assign_pool_client(self, client_id: str, owner_id: str) -> dict:
+        """Lead distribution (the deals service, integration identity) gives a pool client to
+        a manager of its department: ``{"assigned": true}``; a client no longer in the pool
+        (claimed meanwhile) is left alone: ``{"assigned": false, "owner_id": ...}``."""
+        identity = self.caller.require("integration")
+        now = utcnow()
+        with self.db.session() as session:
+            row = store.client_row(session, client_id, lock=True)
+            if row["owner_id"] is not None:
+                return {"assigned": False,
+                        "owner_id": str(row["owner_id"]) if row["owner_id"] else None}
+            member = store.staff_member(session, store.as_uuid(owner_id, "owner_id"))
+            if member is None or not member["active"] or member["role"] != "manager" or \
+                    member["department_id"] != row["department_id"]:
+                raise ValidationFailed("Нет такого менеджера в отделе клиента", fields={
+                    "owner_id": ["активный менеджер отдела, в пуле которого клиент"]})
+            self._change_owner(session, identity, row, member["user_id"],
+                               row["department_id"], "distribution", now)
+            return {"assigned": True, "owner_id": str(member["user_id"])}
 
     def _change_owner(self, session, identity, row, new_owner, department_id, reason, now,
                       batch_id=None, include_deals=True, include_tasks=True):

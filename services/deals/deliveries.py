@@ -26,7 +26,7 @@ from crm_platform.consumer import event_handler
 from crm_platform.inbox import claim_event
 from crm_platform.rpc import rpc
 
-from . import moves, store
+from . import client_timeline, moves, store
 from .models import deal_orders, deals, erp_documents, tasks, timeline
 
 STATUS_TITLES = {"new": "ожидает рейса", "planned": "запланирован рейс", "loading": "погрузка",
@@ -82,7 +82,20 @@ class DeliveryEntrypoints:
                       "data": insert.excluded.data.op("||")(kept_late)},
                 where=sa.text("coalesce((timeline.data->>'sequence')::int, 0) < "
                               "(excluded.data->>'sequence')::int"))
-        return session.execute(statement.returning(timeline.c.id)).first() is not None
+        written = session.execute(statement.returning(timeline.c.id)).first() is not None
+        DeliveryEntrypoints._delivery_to_client(session, deal_id, ref)
+        return written
+
+    @staticmethod
+    def _delivery_to_client(session, deal_id, ref: str) -> None:
+        """The client's feed shows the deal's delivery entry as it now stands (the deal's row
+        decided which state wins, under its lock, so a copy of it is never older)."""
+        row = session.execute(sa.select(timeline, deals.c.client_id).join(
+            deals, deals.c.id == timeline.c.deal_id).where(
+            timeline.c.deal_id == deal_id, timeline.c.kind == "delivery",
+            timeline.c.ref == ref)).mappings().first()
+        if row is not None:
+            client_timeline.record(session, [client_timeline.deal_entry(row["client_id"], row)])
 
     @event_handler("logistics", "delivery_status_changed")
     def handle_delivery_status_changed(self, event):

@@ -27,11 +27,12 @@ from crm_platform.clock import utcnow
 from crm_platform.inbox import claim_events
 from crm_platform.rpc import rpc
 
-from . import moves, store
+from . import client_timeline, moves, store
 from .domain.deal_input import parse_uuid
 from .domain.erp import Document, document_from_event, facts_of, fold
 from .domain.funnel import current_stage, payment_status
 from .models import client_replica, deal_orders, deals, erp_documents
+from .models import client_timeline as client_timeline_table
 
 ERP_EVENT_TYPES = [f"erp_{kind}_{action}" for kind in ("order", "invoice", "shipment", "payment")
                    for action in ("posted", "changed", "unposted", "deleted")]
@@ -83,12 +84,16 @@ class ErpEntrypoints:
         changed: list[Document] = []
         touched_anchors: set[uuid.UUID] = set()
         rows = []
+        moved_away: list[tuple] = []        # (client, guid): a document given to another client
         for guid in guids:
             doc = newest[guid]
             old = kept.get(guid)
             if old is not None and old["revision"] >= doc.revision:
                 continue
             doc = self._with_client(session, doc, old)
+            if old is not None and old["client_id"] is not None and \
+                    old["client_id"] != doc.client_id:
+                moved_away.append((old["client_id"], str(guid)))
             changed.append(doc)
             rows.append(_document_row(doc, now))
             touched_anchors.update(doc.anchors())
@@ -107,7 +112,22 @@ class ErpEntrypoints:
                 if anchor in anchor_deals:
                     cause[anchor_deals[anchor]] = doc
         self._recompute(session, sorted(deal_ids), cause, now, changed)
+        for client_id, guid in moved_away:
+            session.execute(sa.delete(client_timeline_table).where(
+                client_timeline_table.c.client_id == client_id,
+                client_timeline_table.c.kind == "erp", client_timeline_table.c.ref == guid))
+        self._record_client_documents(session, changed, anchor_deals, now)
         return deal_ids
+
+    @staticmethod
+    def _record_client_documents(session, documents: list[Document], anchor_deals: dict,
+                                 now) -> None:
+        """The client's feed shows each of its documents in the newest revision (un-posted and
+        deleted ones as such), with the deal it belongs to when it is tied to one."""
+        client_timeline.record(session, [client_timeline.document_entry(
+            doc, next((anchor_deals[a] for a in doc.anchors() if a in anchor_deals), None),
+            KIND_TITLES.get(doc.kind, doc.kind), now) for doc in documents],
+            newer_by="revision")
 
     def _with_client(self, session, doc: Document, old) -> Document:
         """The client of the document: as the bridge resolved it, else by the 1C counterparty
@@ -276,6 +296,7 @@ class ErpEntrypoints:
         anchor_deals = self._anchor_deals(session, documents, anchors, now)
         self._recompute(session, sorted({anchor_deals[a] for a in anchors if a in anchor_deals}),
                         {}, now, documents)
+        self._record_client_documents(session, documents, anchor_deals, now)
 
     # -- reading ----------------------------------------------------------------------------------
     @rpc

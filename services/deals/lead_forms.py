@@ -37,8 +37,10 @@ from crm_platform.errors import (
     QuotaExceeded,
     ValidationFailed,
 )
+from crm_platform.idempotency import idempotent
 from crm_platform.identity import Identity
 from crm_platform.rpc import rpc
+from crm_platform.secrets import RequiredSecrets
 
 from .domain import forms as rules
 from .domain.deal_input import parse_uuid
@@ -106,6 +108,7 @@ def _check_form(data: dict, *, partial: bool) -> tuple[dict, dict]:
 
 class LeadFormEntrypoints:
     mail_rpc = RpcProxy("mail")
+    form_secrets = RequiredSecrets("FORM_TOKEN_SECRET")
 
     def _form_secret(self) -> str:
         return str(self.config.get("FORM_TOKEN_SECRET") or DEV_FORM_SECRET)
@@ -125,6 +128,7 @@ class LeadFormEntrypoints:
         return identity
 
     @rpc
+    @idempotent
     def create_form(self, data: dict) -> dict:
         """Create a web form (admin, or a sales head for their department): ``name``,
         ``department_id``, ``region``?, ``allowed_origins`` (list of https://site),

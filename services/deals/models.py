@@ -105,9 +105,14 @@ deals = sa.Table(
     sa.Column("source_detail", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("assigned_at", sa.DateTime(timezone=True)),
     sa.Column("escalated_at", sa.DateTime(timezone=True)),
+    # Migration 0005: put in the head's queue because nobody could take it (distribution on, no
+    # manager available); escalates beyond the head when it waits there too long.
+    sa.Column("queued_at", sa.DateTime(timezone=True)),
 )
 sa.Index("ix_deals_escalation_scan", deals.c.assigned_at,
          postgresql_where=sa.and_(deals.c.escalated_at.is_(None), deals.c.assigned_at.isnot(None)))
+sa.Index("ix_deals_queue_escalation_scan", deals.c.queued_at,
+         postgresql_where=sa.and_(deals.c.escalated_at.is_(None), deals.c.queued_at.isnot(None)))
 sa.Index("ix_deals_owner_stage", deals.c.owner_id, deals.c.stage)
 sa.Index("ix_deals_department_stage", deals.c.department_id, deals.c.stage)
 sa.Index("ix_deals_client", deals.c.client_id)
@@ -215,6 +220,24 @@ timeline = sa.Table(
 )
 sa.Index("ix_timeline_deal_at", timeline.c.deal_id, timeline.c.at, timeline.c.id)
 
+# The client card's timeline (issue 14, migration 0004): everything that happened with a client —
+# calls, e-mails, ERP documents, stage moves and tasks of its deals, deliveries, notes on the client
+# itself — one row per (client, kind, ref), newest first by (at, id). ``deal_id`` names the deal an
+# entry belongs to, when it belongs to one.
+client_timeline = sa.Table(
+    "client_timeline", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("client_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # call|email|erp|stage|task|note|delivery
+    sa.Column("ref", sa.String(200), nullable=False),
+    sa.Column("deal_id", UUID(as_uuid=True)),
+    sa.Column("data", JSONB, nullable=False),
+    sa.UniqueConstraint("client_id", "kind", "ref", name="ux_client_timeline_ref"),
+)
+sa.Index("ix_client_timeline_client_at", client_timeline.c.client_id, client_timeline.c.at.desc(),
+         client_timeline.c.id.desc())
+
 notifications = sa.Table(
     "notifications", metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
@@ -291,6 +314,8 @@ distribution_settings = sa.Table(
     sa.Column("mode", sa.String(20), nullable=False, server_default="round_robin"),
     sa.Column("daily_cap", sa.Integer),
     sa.Column("last_user_id", UUID(as_uuid=True)),              # the round-robin cursor
+    # Managers the head took off lead distribution (not absent, just not given leads; 0005).
+    sa.Column("off_duty", ARRAY(UUID(as_uuid=True)), nullable=False, server_default="{}"),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_by", UUID(as_uuid=True)),
 )

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from . import store
+from . import client_timeline, store
 from .domain.funnel import CLOSED_STAGES, Funnel, payment_status
 from .domain.workcalendar import WorkCalendar
 from .models import deals, departments, stage_history, tasks
@@ -134,6 +134,8 @@ def enter_stages(session, outbox, items: list[Move], *, cause: str, at: datetime
     session.execute(sa.insert(stage_history), history)
     outbox.emit_many(session, stage_events)
     store.upsert_timeline(session, stage_entries)
+    client_timeline.record(session, [client_timeline.deal_entry(row["client_id"], entry)
+                                     for row, entry in zip(rows, stage_entries, strict=True)])
     previous = {item.deal["id"]: item.deal["stage"] for item in items}
     _leave_stage_tasks(session, outbox, previous, at, by)
     _stage_tasks(session, outbox, [(row, item.funnel_row) for row, item in zip(rows, items,
@@ -212,6 +214,8 @@ def insert_tasks(session, outbox, rows: list[dict]) -> None:
     store.upsert_timeline(session, [store.timeline_row(t["deal_id"], t["created_at"], "task",
                                                        str(t["id"]),
                                            task_timeline_data(t)) for t in rows if t["deal_id"]])
+    client_timeline.record(session, [client_timeline.task_entry(t, task_timeline_data(t))
+                                     for t in rows])
 
 
 def create_task(session, outbox, *, at, created_by=None, **fields) -> dict:
@@ -235,6 +239,8 @@ def close_tasks(session, outbox, rows, status: str, *, by, at, result=None) -> l
                                                        str(t["id"]),
                                            task_timeline_data(t))
                               for t in closed if t["deal_id"]])
+    client_timeline.record(session, [client_timeline.task_entry(t, task_timeline_data(t))
+                                     for t in closed])
     return closed
 
 

@@ -2,7 +2,8 @@
 deals (name, phone, e-mail, message) and the web-form submissions with the person's e-mail or
 phone. Erasure replaces the person's fields with the marker and the IP of their submissions, and
 every copy of their number or address the deals service made elsewhere: timeline entries (calls
-and e-mails of any deal) and call-back tasks to an unknown number (title, description, number).
+and e-mails of any deal, and the client card's feed) and call-back tasks to an unknown number
+(title, description, number).
 The company's name and INN of a lead stay (a legal entity's data, not the person's), and so do the
 deals themselves (stages, sums, the ERP documents' requisites)."""
 
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from crm_platform.privacy import MARKER, ROLES, normalise_person
 from crm_platform.rpc import rpc
 
-from .models import deals, form_submissions, tasks, timeline
+from .models import client_timeline, deals, form_submissions, tasks, timeline
 
 PERSON_FIELDS = ("name", "phone", "email", "message")
 
@@ -82,6 +83,9 @@ class PrivacyEntrypoints:
             entries = session.execute(sa.select(timeline).where(
                 _mentioning(timeline.c.data, needles)).order_by(timeline.c.at)
             ).mappings().all() if needles else []
+            client_entries = session.execute(sa.select(client_timeline).where(
+                _mentioning(client_timeline.c.data, needles)).order_by(client_timeline.c.at)
+            ).mappings().all() if needles else []
             copies = session.execute(sa.select(tasks.c.id, tasks.c.title, tasks.c.created_at)
                                      .where(sa.or_(_mentioning(tasks.c.title, needles),
                                                    tasks.c.external_number.in_(keys["phones"])))
@@ -90,6 +94,8 @@ class PrivacyEntrypoints:
         return {"service": "deals", "sections": {
             "timeline": [{"deal_id": str(r["deal_id"]), "at": _iso(r["at"]), "kind": r["kind"],
                           "data": r["data"]} for r in entries],
+            "client_timeline": [{"client_id": str(r["client_id"]), "at": _iso(r["at"]),
+                                 "kind": r["kind"], "data": r["data"]} for r in client_entries],
             "tasks": [{"task_id": str(r["id"]), "title": r["title"],
                        "created_at": _iso(r["created_at"])} for r in copies],
             "deals": [{"deal_id": str(r["id"]), "title": r["title"], "lead": r["lead"],
@@ -120,6 +126,15 @@ class PrivacyEntrypoints:
             for entry_id, data in entries:
                 session.execute(sa.update(timeline).where(timeline.c.id == entry_id).values(
                     data=_scrub_mentions(data, needles)))
+            # The client card's copies of the same calls and e-mails (and notes, tasks).
+            client_entries = session.execute(sa.select(
+                client_timeline.c.id, client_timeline.c.data).where(
+                _mentioning(client_timeline.c.data, needles)).with_for_update()
+            ).all() if needles else []
+            for entry_id, data in client_entries:
+                session.execute(sa.update(client_timeline).where(
+                    client_timeline.c.id == entry_id).values(
+                    data=_scrub_mentions(data, needles)))
             copies = session.execute(sa.select(tasks.c.id, tasks.c.title, tasks.c.description)
                                      .where(sa.or_(_mentioning(tasks.c.title, needles),
                                                    _mentioning(tasks.c.description, needles),
@@ -131,5 +146,7 @@ class PrivacyEntrypoints:
                     description=_scrub_mentions(description, needles), external_number=None))
         return {"service": "deals", "request_id": request_id,
                 "erased": {"deals": len(found), "form_submissions": len(forms),
-                           "timeline_entries": len(entries), "tasks": len(copies)},
+                           "timeline_entries": len(entries),
+                           "client_timeline_entries": len(client_entries),
+                           "tasks": len(copies)},
                 "kept": {"deals": "сделки, этапы, суммы и реквизиты компании (ИНН) лида"}}

@@ -23,7 +23,7 @@ from crm_platform.consumer import event_handler
 from crm_platform.inbox import claim_event
 from crm_platform.rpc import rpc
 
-from . import moves, store
+from . import client_timeline, moves, store
 from .models import client_replica, deals, funnels, jobs, stage_history, tasks
 
 SCAN_BATCH = 500
@@ -236,6 +236,9 @@ class ReactionEntrypoints:
                                           "call_id", "direction", "answered", "user_id",
                                           "duration_seconds", "talk_seconds", "external_number",
                                           "recording_url")})
+            client_timeline.record(session, [client_timeline.entry(
+                self._client_of_event(session, p), p["started_at"], "call", p["call_id"],
+                client_timeline.call_data(p), deal_id=p["deal_id"])])
             if p["direction"] == "inbound" and not reached:
                 self._missed_call(session, p, now)
             elif reached:
@@ -303,6 +306,18 @@ class ReactionEntrypoints:
                 store.add_to_timeline(session, deal_id, p["sent_at"], "email", p["message_id"], {
                     "message_id": p["message_id"], "direction": p["direction"],
                     "subject": p["subject"], "user_id": p["user_id"]})
+            client_timeline.record(session, [client_timeline.entry(
+                self._client_of_event(session, p), p["sent_at"], "email", p["message_id"],
+                client_timeline.email_data(p), deal_id=p["deal_id"])])
+
+    @staticmethod
+    def _client_of_event(session, p):
+        """The client of a call or an e-mail: as matched, else the client of the deal it was
+        made from (a lead's deal has none)."""
+        if p["client_id"] is not None or not p.get("deal_id"):
+            return p["client_id"]
+        return session.execute(sa.select(deals.c.client_id).where(
+            deals.c.id == p["deal_id"])).scalar()
 
     @event_handler("clients", "reactivation_call_requested")
     def handle_reactivation_call_requested(self, event):

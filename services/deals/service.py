@@ -23,16 +23,20 @@ from crm_platform.consumer import event_handler
 from crm_platform.errors import (
     Conflict,
     Forbidden,
+    Hidden,
     NotFound,
     ValidationFailed,
     register_remote_errors,
 )
+from crm_platform.idempotency import idempotent
 from crm_platform.inbox import claim_event
 from crm_platform.organisation import OrganisationReplica
 from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
-from . import moves, store
+from . import client_timeline, moves, store
+from .board import BoardEntrypoints
+from .client_timeline import ClientTimelineEntrypoints
 from .deliveries import DeliveryEntrypoints
 from .distribution import DistributionEntrypoints
 from .domain.deal_input import (
@@ -81,7 +85,8 @@ SORTS = {
 
 class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, ReactionEntrypoints,
                    ForecastEntrypoints, DeliveryEntrypoints, DistributionEntrypoints,
-                   LeadFormEntrypoints, PrivacyEntrypoints, PersistentService):
+                   LeadFormEntrypoints, PrivacyEntrypoints, ClientTimelineEntrypoints,
+                   BoardEntrypoints, PersistentService):
     name = "deals"
     staff_table = staff
     departments_table = departments
@@ -91,6 +96,7 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
 
     # -- registering a deal -----------------------------------------------------------------------
     @rpc
+    @idempotent
     def create_deal(self, data: dict, owner_id: str | None = None,
                     department_id: str | None = None) -> dict:
         """Register a deal (a lead, an interest) at first contact. With ``client_id`` it is the
@@ -143,12 +149,12 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
                     if existing is not None:
                         return self._repeated_contact(session, identity, existing, source,
                                                       automatic, now)
-            assigned_at = None
+            assigned_at = queued = None
             if client is None and identity.role == "integration" and not owner_id \
                     and department_id:
                 # An ownerless lead for a department's queue: its distribution rules decide.
-                chosen = self._distribute(session, parse_uuid(department_id, "department_id"),
-                                          now)
+                chosen, queued = self._distribute(
+                    session, parse_uuid(department_id, "department_id"), now)
                 if chosen is not None:
                     owner, routed, assigned_at = chosen, chosen, now
             if owner is None:
@@ -156,7 +162,7 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
                     "owner_id": ["укажите ответственного или отдел с руководителем"]})
             deal = self._insert_deal(session, funnel_row, fields, client, owner, source,
                                      identity.user_id, now, source_detail=source_detail,
-                                     assigned_at=assigned_at)
+                                     assigned_at=assigned_at, queued_at=now if queued else None)
             if routed is not None:
                 store.notify(session, owner, "deal_routed",
                              f"Новый интерес «{deal['title']}» (источник: {source})", now,
@@ -265,9 +271,12 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
                                "deal_id": str(existing["id"]),
                                "owner_id": str(existing["owner_id"]),
                                "owner": names.get(existing["owner_id"])})
-        store.add_to_timeline(session, existing["id"], now, "note", f"repeat:{now.isoformat()}",
-                              {"text": f"Повторное обращение (источник: {source})",
-                               "by": identity.user_id})
+        note = store.timeline_row(existing["id"], now, "note", f"repeat:{now.isoformat()}",
+                                  {"text": f"Повторное обращение (источник: {source})",
+                                   "by": identity.user_id})
+        store.upsert_timeline(session, [note])
+        client_timeline.record(session, [client_timeline.deal_entry(existing["client_id"],
+                                                                    note)])
         if str(existing["owner_id"]) != identity.user_id:
             store.notify(session, existing["owner_id"], "repeat_contact",
                          f"Повторное обращение по сделке «{existing['title']}»", now,
@@ -275,7 +284,7 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
         return {"created": False, "deal": self._view(session, existing), "routed_to": None}
 
     def _insert_deal(self, session, funnel_row, fields, client, owner, source, created_by, now,
-                     *, source_detail=None, assigned_at=None):
+                     *, source_detail=None, assigned_at=None, queued_at=None):
         """Insert a deal at the funnel's first stage (history, tasks, events); returns the row."""
         owner_row = store.person(session, owner)
         client_name = client["short_name"] if client else None
@@ -300,7 +309,7 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
             "has_orders": False, "lost_reason": None, "stage_deadline_at": None,
             "stalled_at": None, "closed_at": None,
             "source_detail": source_detail or {"kind": DEAL_SOURCE_KIND.get(source, "other")},
-            "assigned_at": assigned_at, "escalated_at": None,
+            "assigned_at": assigned_at, "escalated_at": None, "queued_at": queued_at,
         }
         session.execute(sa.insert(deals).values(**row))
         self.outbox.emit(session, "deal_created", {
@@ -337,8 +346,10 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
         if for_update:
             query = query.with_for_update()
         row = session.execute(query).mappings().first()
-        if row is None or not store.can_see(identity, row):
+        if row is None:
             raise NotFound("Сделка не найдена", fields={"deal_id": ["нет такой сделки"]})
+        if not store.can_see(identity, row):     # the same answer, but audited as a denial
+            raise Hidden("Сделка не найдена", fields={"deal_id": ["нет такой сделки"]})
         return row
 
     def _changeable_deal(self, session, identity, deal_id):
@@ -352,27 +363,41 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
                    cursor: str | None = None) -> dict:
         """Deals the caller may see, newest first, with cursor pagination. Filters: owner_id,
         department_id, client_id, stage, open, stalled, source, q (title, lead), expected_from,
-        expected_to, sort (created | updated | expected_close | amount)."""
+        expected_to, sort (created | updated | expected_close | amount; ``-created`` or
+        ``descending: false`` for the direction — descending unless told)."""
         identity = self.caller.require()
         filters = filters or {}
         limit = max(1, min(int(limit), 500))
         sort = filters.get("sort") or "created"
+        descending = filters.get("descending", True) is not False
+        if sort.startswith("-"):
+            sort, descending = sort[1:], True
         if sort not in SORTS:
             raise ValidationFailed("Неизвестная сортировка", fields={"sort": [", ".join(SORTS)]})
         key, parse = SORTS[sort]
+        # The direction is part of the cursor's meaning: a cursor of one direction is refused
+        # in the other (it would page from the wrong end).
+        direction = "desc" if descending else "asc"
         with self.db.session() as session:
             query = self._filter_deals(store.visible(sa.select(deals), deals, identity), filters)
             after = store.decode_cursor(cursor, 2)
             if after is not None:
+                value, _, marker = after[0].rpartition("|") if not descending \
+                    else (after[0], "", "")
                 try:
-                    position = (parse(after[0]), uuid.UUID(after[1]))
+                    if not descending and marker != "asc":
+                        raise ValueError
+                    position = (parse(value), uuid.UUID(after[1]))
                 except (ValueError, ArithmeticError):
                     raise ValidationFailed("Курсор не распознан", fields={
                         "cursor": ["передайте next_cursor из предыдущей страницы"]}) from None
-                query = query.where(sa.tuple_(key, deals.c.id) < sa.tuple_(
-                    sa.literal(position[0], key.type), sa.literal(position[1], deals.c.id.type)))
+                row_key = sa.tuple_(key, deals.c.id)
+                bound = sa.tuple_(sa.literal(position[0], key.type),
+                                  sa.literal(position[1], deals.c.id.type))
+                query = query.where(row_key < bound if descending else row_key > bound)
+            order = (key.desc(), deals.c.id.desc()) if descending else (key.asc(), deals.c.id)
             rows = session.execute(query.add_columns(key.label("sort_key")).order_by(
-                key.desc(), deals.c.id.desc()).limit(limit + 1)).mappings().all()
+                *order).limit(limit + 1)).mappings().all()
             page = rows[:limit]
             funnels_ = {fid: store.funnel_of(r) for fid, r in store.funnels_by_id(session).items()}
             names = store.names_of(session, [r["owner_id"] for r in page])
@@ -380,7 +405,10 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
             items = [store.deal_dict(r, funnels_[r["funnel_id"]], names, clients) for r in page]
             next_cursor = None
             if len(rows) > limit:
-                next_cursor = store.encode_cursor(page[-1]["sort_key"], page[-1]["id"])
+                last = page[-1]["sort_key"]
+                last = last.isoformat() if hasattr(last, "isoformat") else str(last)
+                next_cursor = store.encode_cursor(
+                    last if direction == "desc" else f"{last}|asc", page[-1]["id"])
             return {"items": items, "next_cursor": next_cursor}
 
     @staticmethod
@@ -493,6 +521,7 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
                 return self._view(session, row)
             row = self._set_owner(session, row, owner, now, identity.user_id,
                                   include_tasks=True)
+            row = self._restart_escalation(session, row, now)
             return self._view(session, row)
 
     def _set_owner(self, session, row, owner, now, by, *, include_tasks: bool):
@@ -531,6 +560,8 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
             session.execute(sa.update(deals).where(deals.c.id == row["id"]).values(**values))
             session.execute(sa.update(tasks).where(tasks.c.deal_id == row["id"]).values(
                 client_id=client["client_id"]))
+            client_timeline.copy_deal(session, row["id"], client["client_id"],
+                                      previous_client_id=row["client_id"])
             row = {**row, **values}
             self._emit_updated(session, row, ["client_id"], identity.user_id)
             return self._view(session, row)
@@ -595,6 +626,7 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
                     if len(rows) > limit else None}
 
     @rpc
+    @idempotent
     def add_note(self, deal_id: str, text: str) -> dict:
         identity = self.caller.require("manager", "sales_head")
         text = str(text or "").strip()
@@ -604,8 +636,10 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
         with self.db.session() as session:
             row = self._changeable_deal(session, identity, deal_id)
             ref = str(uuid.uuid4())
-            store.add_to_timeline(session, row["id"], now, "note", ref,
-                                  {"text": text, "by": identity.user_id})
+            note = store.timeline_row(row["id"], now, "note", ref,
+                                      {"text": text, "by": identity.user_id})
+            store.upsert_timeline(session, [note])
+            client_timeline.record(session, [client_timeline.deal_entry(row["client_id"], note)])
             self._touch_client(session, row["client_id"], now)
             item_id = session.execute(sa.select(timeline.c.id).where(   # as the timeline lists it
                 timeline.c.deal_id == row["id"], timeline.c.kind == "note",
@@ -653,6 +687,7 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
                 if row["learned_at"] else None, "version": row["version"]}
 
     @rpc
+    @idempotent
     def save_funnel(self, funnel_id: str | None, name: str, stages: list[dict],
                     expected_version: int | None = None) -> dict:
         """Create (``funnel_id`` null) or change a funnel: manual stages, probabilities, limits
@@ -806,6 +841,7 @@ class DealsService(OrganisationReplica, ErpEntrypoints, TaskEntrypoints, Reactio
                 client_id=survivor))
             session.execute(sa.update(client_replica).where(
                 client_replica.c.client_id == merged).values(merged_into=survivor))
+            client_timeline.merge_clients(session, merged, survivor)
 
     @event_handler("payroll", "sales_plan_changed")
     def handle_sales_plan_changed(self, event):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import uuid
@@ -14,6 +13,7 @@ from psycopg2.extras import execute_values
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.errors import Forbidden, NotFound, ValidationFailed
+from crm_platform.paging import decode_cursor, encode_cursor  # noqa: F401 - store.encode_cursor is used across deals
 
 from .domain.funnel import (
     DEFAULT_STAGES,
@@ -360,23 +360,4 @@ def notify(session, user_id, kind: str, text: str, at, *, deal_id=None, task_id=
         client_id=client_id, created_at=at))
 
 
-# -- cursors --------------------------------------------------------------------------------------
-
-
-def encode_cursor(*values) -> str:
-    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else str(v) for v in values])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, size: int) -> list[str] | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
-        if not isinstance(values, list) or len(values) != size:
-            raise ValueError
-        return [str(v) for v in values]
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("Курсор не распознан", fields={
-            "cursor": ["передайте next_cursor из предыдущей страницы"]}) from None
+# -- cursors: the platform's keyset cursors (crm_platform.paging), imported above -------------

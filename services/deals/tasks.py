@@ -9,9 +9,11 @@ import sqlalchemy as sa
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
+from crm_platform.paging import keyset_page
 from crm_platform.rpc import rpc
 
-from . import moves, store
+from . import client_timeline, moves, store
 from .domain.deal_input import parse_uuid
 from .domain.funnel import TASK_KINDS
 from .models import deals, notifications, tasks
@@ -31,6 +33,15 @@ def _aware(value, field: str, errors: dict) -> datetime | None:
         errors[field] = ["укажите часовой пояс, например 2026-12-01T10:00:00+03:00"]
         return None
     return moment
+
+
+def notification_dict(r) -> dict:
+    return {"id": r["id"], "kind": r["kind"], "text": r["text"],
+            "deal_id": str(r["deal_id"]) if r["deal_id"] else None,
+            "task_id": str(r["task_id"]) if r["task_id"] else None,
+            "client_id": str(r["client_id"]) if r["client_id"] else None,
+            "created_at": r["created_at"].isoformat(),
+            "read": r["read_at"] is not None}
 
 
 def task_dict(row, names: dict | None = None) -> dict:
@@ -57,6 +68,7 @@ def task_dict(row, names: dict | None = None) -> dict:
 class TaskEntrypoints:
     # -- creating and changing ------------------------------------------------------------------
     @rpc
+    @idempotent
     def create_task(self, data: dict) -> dict:
         """A task, a call to make or a meeting, for oneself or (a sales head) for a manager of
         the department; on a deal or a client, or on its own. Meetings have ``starts_at`` and
@@ -183,6 +195,8 @@ class TaskEntrypoints:
             if row["deal_id"]:
                 store.add_to_timeline(session, row["deal_id"], row["created_at"], "task",
                                       str(row["id"]), moves.task_timeline_data(row))
+            client_timeline.record(session, [client_timeline.task_entry(
+                row, moves.task_timeline_data(row))])
             return task_dict(row, store.names_of(session, [row["assignee_id"]]))
 
     @rpc
@@ -217,7 +231,10 @@ class TaskEntrypoints:
                 raise Conflict("Задачу уже взял другой сотрудник", code="already_taken")
             values = {"assignee_id": uuid.UUID(identity.user_id), "version": row["version"] + 1}
             session.execute(sa.update(tasks).where(tasks.c.id == row["id"]).values(**values))
-            return task_dict({**row, **values}, store.names_of(session, [values["assignee_id"]]))
+            row = {**row, **values}
+            client_timeline.record(session, [client_timeline.task_entry(
+                row, moves.task_timeline_data(row))])
+            return task_dict(row, store.names_of(session, [values["assignee_id"]]))
 
     # -- lists and the calendar -------------------------------------------------------------------
     @rpc
@@ -225,7 +242,7 @@ class TaskEntrypoints:
                    cursor: str | None = None) -> dict:
         """Tasks the caller may see, by due time (soonest first). Filters: assignee_id,
         department_id, status (open/done/cancelled), overdue, deal_id, client_id, kind,
-        due_from, due_to, queue (the department's unassigned tasks)."""
+        due_from, due_to, queue (the department's unassigned tasks); ``sort``."""
         identity = self.caller.require()
         filters = filters or {}
         limit = max(1, min(int(limit), 500))
@@ -259,23 +276,39 @@ class TaskEntrypoints:
         if errors:
             raise ValidationFailed("Фильтр не принят", fields=errors)
         due_key = sa.func.coalesce(tasks.c.due_at, datetime(9999, 1, 1, tzinfo=now.tzinfo))
+        # ``sort``: due (soonest first, the default), created; ``-`` for descending. The default
+        # keeps its old cursor form; other sorts name themselves in the cursor, so a cursor of
+        # one sort is refused in another.
+        spec = str(filters.get("sort") or "due")
+        descending = spec.startswith("-")
+        key = {"due": due_key, "created": tasks.c.created_at}.get(spec.lstrip("-"))
+        if key is None:
+            raise ValidationFailed("Сортировка по этому полю недоступна", fields={
+                "sort": ["одно из: due, created (с «-» — по убыванию)"]})
+        prefix = "" if spec == "due" else f"{spec}|"
         after = store.decode_cursor(cursor, 2)
         with self.db.session() as session:
             if after is not None:
                 try:
-                    position = (datetime.fromisoformat(after[0]), uuid.UUID(after[1]))
+                    if not after[0].startswith(prefix) or (not prefix and "|" in after[0]):
+                        raise ValueError
+                    position = (datetime.fromisoformat(after[0][len(prefix):]),
+                                uuid.UUID(after[1]))
                 except ValueError:
                     raise ValidationFailed("Курсор не распознан", fields={
                         "cursor": ["передайте next_cursor"]}) from None
-                query = query.where(sa.tuple_(due_key, tasks.c.id) > sa.tuple_(
-                    sa.literal(position[0], tasks.c.due_at.type),
-                    sa.literal(position[1], tasks.c.id.type)))
-            rows = session.execute(query.add_columns(due_key.label("due_key")).order_by(
-                due_key, tasks.c.id).limit(limit + 1)).mappings().all()
+                row_key = sa.tuple_(key, tasks.c.id)
+                bound = sa.tuple_(sa.literal(position[0], tasks.c.due_at.type),
+                                  sa.literal(position[1], tasks.c.id.type))
+                query = query.where(row_key < bound if descending else row_key > bound)
+            order = (key.desc(), tasks.c.id.desc()) if descending else (key, tasks.c.id)
+            rows = session.execute(query.add_columns(key.label("page_key")).order_by(
+                *order).limit(limit + 1)).mappings().all()
             page = rows[:limit]
             names = store.names_of(session, [r["assignee_id"] for r in page])
             return {"items": [task_dict(r, names) for r in page],
-                    "next_cursor": store.encode_cursor(page[-1]["due_key"], page[-1]["id"])
+                    "next_cursor": store.encode_cursor(
+                        prefix + page[-1]["page_key"].isoformat(), page[-1]["id"])
                     if len(rows) > limit else None}
 
     @rpc
@@ -357,12 +390,21 @@ class TaskEntrypoints:
                 query = query.where(notifications.c.read_at.is_(None))
             rows = session.execute(query.order_by(notifications.c.id.desc()).limit(
                 max(1, min(int(limit), 500)))).mappings()
-            return [{"id": r["id"], "kind": r["kind"], "text": r["text"],
-                     "deal_id": str(r["deal_id"]) if r["deal_id"] else None,
-                     "task_id": str(r["task_id"]) if r["task_id"] else None,
-                     "client_id": str(r["client_id"]) if r["client_id"] else None,
-                     "created_at": r["created_at"].isoformat(),
-                     "read": r["read_at"] is not None} for r in rows]
+            return [notification_dict(r) for r in rows]
+
+    @rpc
+    def page_notifications(self, unread_only: bool = False, limit: int = 50,
+                           cursor: str | None = None) -> dict:
+        """``list_notifications`` in cursor pages, newest first: ``{"items", "next_cursor"}``."""
+        identity = self.caller.require()
+        query = sa.select(notifications).where(notifications.c.user_id == identity.user_id)
+        if unread_only:
+            query = query.where(notifications.c.read_at.is_(None))
+        with self.db.session() as session:
+            rows, next_cursor = keyset_page(
+                session, query, sort="-id", default="-id", sorts={"id": notifications.c.id},
+                id_column=notifications.c.id, cursor=cursor, limit=max(1, min(int(limit), 500)))
+        return {"items": [notification_dict(r) for r in rows], "next_cursor": next_cursor}
 
     @rpc
     def mark_notifications_read(self, ids: list[int] | None = None) -> int:

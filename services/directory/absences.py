@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Forbidden, NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.rpc import rpc
 
 from .models import ABSENCE_KINDS, absences, users
@@ -69,6 +70,7 @@ class AbsenceEntrypoints:
             "cancelled": row["cancelled"]})
 
     @rpc
+    @idempotent
     def add_absence(self, user_id: str, data: dict) -> dict:
         """Record an absence of a user (admin; a sales head for their department): ``kind``
         (vacation, sick_leave, business_trip, day_off, other), ``starts_on``, ``ends_on``

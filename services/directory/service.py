@@ -16,6 +16,8 @@ from sqlalchemy.exc import IntegrityError
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
+from crm_platform.idempotency import idempotent
+from crm_platform.paging import keyset_page
 from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
@@ -116,6 +118,36 @@ class DirectoryService(AbsenceEntrypoints, PersistentService):
                     session.execute(query).mappings()]
 
     @rpc
+    def page_users(self, filters: dict | None = None, limit: int = 50, cursor: str | None = None,
+                   sort: str | None = None) -> dict:
+        """``list_users`` in cursor pages: ``{"items", "next_cursor"}``, by ``sort`` (``name``,
+        ``username``, ``created``; ``-`` descending). Filters: ``department_id``, ``role``,
+        ``include_inactive``, ``q`` (part of the name or login)."""
+        self.caller.require()
+        filters = filters or {}
+        query = sa.select(*USER_COLUMNS)
+        if filters.get("department_id"):
+            query = query.where(
+                users.c.department_id == self._uuid(filters["department_id"], "department_id"))
+        if filters.get("role"):
+            query = query.where(users.c.role == filters["role"])
+        if not filters.get("include_inactive"):
+            query = query.where(users.c.active.is_(True))
+        if filters.get("q"):
+            text = str(filters["q"]).strip()
+            query = query.where(sa.or_(users.c.full_name.icontains(text, autoescape=True),
+                                       users.c.username.icontains(text, autoescape=True)))
+        with self.db.session() as session:
+            rows, next_cursor = keyset_page(
+                session, query, sort=sort, default="name", id_column=users.c.id,
+                sorts={"name": users.c.full_name, "username": users.c.username,
+                       "created": users.c.created_at},
+                cursor=cursor, limit=max(1, min(int(limit), 500)))
+            dept_regions = self._regions_by_department(session)
+            return {"items": [self._dump_user(row, dept_regions) for row in rows],
+                    "next_cursor": next_cursor}
+
+    @rpc
     def get_user(self, user_id: str) -> dict:
         """One user by id."""
         self.caller.require()
@@ -138,6 +170,7 @@ class DirectoryService(AbsenceEntrypoints, PersistentService):
         return region
 
     @rpc
+    @idempotent
     def create_department(self, data: dict) -> dict:
         """Create a sales department covering some regions (admin); emits department_changed."""
         self.caller.require("admin")
@@ -183,6 +216,7 @@ class DirectoryService(AbsenceEntrypoints, PersistentService):
             return DepartmentSchema().dump(dept)
 
     @rpc
+    @idempotent
     def create_user(self, data: dict) -> dict:
         """Create a user (admin); a password enables local login. Emits user_changed."""
         self.caller.require("admin")

@@ -31,6 +31,7 @@ from crm_platform.config import as_int
 from crm_platform.consumer import event_handler
 from crm_platform.errors import Conflict, NotFound, ValidationFailed
 from crm_platform.inbox import claim_event
+from crm_platform.paging import keyset_page
 from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
 
@@ -155,6 +156,23 @@ class ErpBridgeService(ODataPolling, Reconciliation, OutboundToErp, PersistentSe
                 .where(quarantine.c.status == status).order_by(quarantine.c.id.desc())
                 .limit(max(1, min(int(limit), 500)))).mappings()
             return [{**dict(r), "received_at": r["received_at"].isoformat()} for r in rows]
+
+    @rpc
+    def page_quarantine(self, status: str = "open", limit: int = 100,
+                        cursor: str | None = None) -> dict:
+        """``list_quarantine`` in cursor pages, newest first: ``{"items", "next_cursor"}``."""
+        self.caller.require("admin")
+        query = sa.select(
+            quarantine.c.id, quarantine.c.received_at, quarantine.c.transport,
+            quarantine.c.filename, quarantine.c.sender, quarantine.c.message_no,
+            quarantine.c.reason, quarantine.c.field, quarantine.c.status,
+            sa.func.length(quarantine.c.payload).label("size")).where(quarantine.c.status == status)
+        with self.db.session() as session:
+            rows, next_cursor = keyset_page(
+                session, query, sort="-id", default="-id", sorts={"id": quarantine.c.id},
+                id_column=quarantine.c.id, cursor=cursor, limit=max(1, min(int(limit), 500)))
+        return {"items": [{**r, "received_at": r["received_at"].isoformat()} for r in rows],
+                "next_cursor": next_cursor}
 
     @rpc
     def redrive_quarantine(self, entry_id: int) -> dict:

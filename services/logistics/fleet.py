@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.rpc import rpc
 
 from . import store
@@ -32,6 +33,7 @@ class FleetRpc:
             return [store.row_dict(r) for r in session.execute(query).mappings()]
 
     @rpc
+    @idempotent
     def save_carrier(self, data: dict, carrier_id: str | None = None) -> dict:
         """Create (no ``carrier_id``) or replace a carrier: name, inn, phone, rate_kind, rate,
         active (dispatcher, admin)."""
@@ -56,6 +58,7 @@ class FleetRpc:
             return [store.row_dict(r) for r in session.execute(query).mappings()]
 
     @rpc
+    @idempotent
     def save_vehicle(self, data: dict, vehicle_id: str | None = None) -> dict:
         """Create or replace a vehicle (dispatcher, admin). The plate is normalised and unique;
         an own vehicle needs ``per_km_rate`` and ``per_hour_rate``, a hired one its carrier."""
@@ -96,6 +99,7 @@ class FleetRpc:
             return [store.row_dict(r) for r in session.execute(query).mappings()]
 
     @rpc
+    @idempotent
     def save_driver(self, data: dict, driver_id: str | None = None) -> dict:
         """Create or replace a driver (dispatcher, admin). ``user_id`` links a CRM login with
         role ``driver`` (one driver per login): that login opens the driver page."""

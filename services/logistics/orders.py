@@ -30,7 +30,9 @@ from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.consumer import event_handler
 from crm_platform.errors import Conflict, Forbidden, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.inbox import claim_event
+from crm_platform.paging import keyset_page
 from crm_platform.rpc import rpc
 
 from . import store
@@ -281,6 +283,7 @@ class OrderRpc:
         return out
 
     @rpc
+    @idempotent
     def create_transport_order(self, data: dict) -> dict:
         """A transport order by hand (dispatcher, admin): consignee, address, region,
         window_start/window_end, weight_kg (required), volume_m3, max_length_m, needs_crane,
@@ -355,11 +358,40 @@ class OrderRpc:
         ``trip_id``, ``window_from``/``window_to`` (ISO), newest window last. Dispatchers,
         admins, directors and integrations see all; a sales head those of the department's
         regions; a manager those of own clients."""
-        identity = self.caller.require()
+        query = self._orders_query(filters, self.caller.require()).order_by(
+            transport_orders.c.window_end, transport_orders.c.number)
+        with self.db.session() as session:
+            rows = session.execute(query.limit(max(1, min(int(limit), 1000)))).mappings().all()
+            return self._order_items(session, rows)
+
+    @rpc
+    def page_transport_orders(self, filters: dict | None = None, limit: int = 100,
+                              cursor: str | None = None, sort: str | None = None) -> dict:
+        """``list_transport_orders`` in cursor pages: ``{"items", "next_cursor"}``, by ``sort``
+        (``window_end`` — the default, ``window_start``, ``number``; ``-`` descending)."""
+        query = self._orders_query(filters, self.caller.require())
+        with self.db.session() as session:
+            rows, next_cursor = keyset_page(
+                session, query, sort=sort, default="window_end", id_column=transport_orders.c.id,
+                sorts={"window_end": transport_orders.c.window_end,
+                       "window_start": transport_orders.c.window_start,
+                       "number": transport_orders.c.number},
+                cursor=cursor, limit=max(1, min(int(limit), 500)))
+            return {"items": self._order_items(session, rows), "next_cursor": next_cursor}
+
+    @staticmethod
+    def _order_items(session, rows) -> list[dict]:
+        context = store.trip_context(session, [r["trip_id"] for r in rows])
+        return [{**store.row_dict(r, without=("lines",)),
+                 "trip_number": context.get(r["trip_id"], {}).get("number"),
+                 "vehicle_plate": context.get(r["trip_id"], {}).get("plate"),
+                 "driver_name": context.get(r["trip_id"], {}).get("driver_name")}
+                for r in rows]
+
+    def _orders_query(self, filters: dict | None, identity):
         filters = filters or {}
         errors: dict = {}
-        query = sa.select(transport_orders).order_by(transport_orders.c.window_end,
-                                                     transport_orders.c.number)
+        query = sa.select(transport_orders)
         status = filters.get("status")
         if status:
             statuses = [status] if isinstance(status, str) else list(status)
@@ -382,14 +414,7 @@ class OrderRpc:
         if errors:
             raise ValidationFailed("Фильтр не прошёл проверку", fields=errors)
         query = self._visible_orders(query, identity)
-        with self.db.session() as session:
-            rows = session.execute(query.limit(max(1, min(int(limit), 1000)))).mappings().all()
-            context = store.trip_context(session, [r["trip_id"] for r in rows])
-            return [{**store.row_dict(r, without=("lines",)),
-                     "trip_number": context.get(r["trip_id"], {}).get("number"),
-                     "vehicle_plate": context.get(r["trip_id"], {}).get("plate"),
-                     "driver_name": context.get(r["trip_id"], {}).get("driver_name")}
-                    for r in rows]
+        return query
 
     @staticmethod
     def _visible_orders(query, identity):

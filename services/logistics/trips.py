@@ -32,6 +32,8 @@ from nameko.timer import timer
 from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
+from crm_platform.paging import keyset_page
 from crm_platform.rpc import rpc
 
 from . import store
@@ -142,6 +144,7 @@ class TripRpc:
 
     # -- making trips --------------------------------------------------------------------------
     @rpc
+    @idempotent
     def create_trip(self, data: dict) -> dict:
         """A trip (dispatcher, admin): ``vehicle_id``, ``driver_id``, ``planned_start`` (ISO with
         zone), ``distance_km``, ``duration_h``, optional ``planned_end`` (default start +
@@ -434,8 +437,29 @@ class TripRpc:
         """Trips by ``status`` (one or a list), ``day`` (their planned start, business time
         zone), ``vehicle_id``, ``driver_id``; newest first (dispatchers, admins, directors)."""
         self.caller.require(*store.READ_ALL)
+        query = self._trips_query(filters).order_by(trips.c.planned_start.desc(), trips.c.number)
+        with self.db.session() as session:
+            ids = session.execute(query.limit(max(1, min(int(limit), 500)))).scalars().all()
+            return [self._trip_view(session, t) for t in ids]
+
+    @rpc
+    def page_trips(self, filters: dict | None = None, limit: int = 100, cursor: str | None = None,
+                   sort: str | None = None) -> dict:
+        """``list_trips`` in cursor pages: ``{"items", "next_cursor"}``, by ``sort``
+        (``-planned_start`` — the default, ``planned_start``, ``number``)."""
+        self.caller.require(*store.READ_ALL)
+        with self.db.session() as session:
+            rows, next_cursor = keyset_page(
+                session, self._trips_query(filters), sort=sort, default="-planned_start",
+                id_column=trips.c.id,
+                sorts={"planned_start": trips.c.planned_start, "number": trips.c.number},
+                cursor=cursor, limit=max(1, min(int(limit), 500)))
+            return {"items": [self._trip_view(session, r["id"]) for r in rows],
+                    "next_cursor": next_cursor}
+
+    def _trips_query(self, filters: dict | None):
         filters = filters or {}
-        query = sa.select(trips.c.id).order_by(trips.c.planned_start.desc(), trips.c.number)
+        query = sa.select(trips.c.id)
         status = filters.get("status")
         if status:
             query = query.where(trips.c.status.in_([status] if isinstance(status, str)
@@ -446,9 +470,7 @@ class TripRpc:
         for key in ("vehicle_id", "driver_id"):
             if filters.get(key):
                 query = query.where(trips.c[key] == store.as_uuid(filters[key], key))
-        with self.db.session() as session:
-            ids = session.execute(query.limit(max(1, min(int(limit), 500)))).scalars().all()
-            return [self._trip_view(session, t) for t in ids]
+        return query
 
     @rpc
     def my_trips(self, day: str | None = None) -> list[dict]:
@@ -467,6 +489,7 @@ class TripRpc:
 
     # -- delivery-note photos ------------------------------------------------------------------
     @rpc
+    @idempotent
     def attach_delivery_note(self, stop_id: str, content_base64: str) -> dict:
         """Store a photo of the signed delivery note of a stop (the trip's driver or a
         dispatcher): JPEG, PNG or WebP up to ``LOGISTICS_MAX_PHOTO_BYTES``."""

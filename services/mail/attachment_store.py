@@ -45,4 +45,13 @@ class AttachmentStore:
         return self.path_of(sha256).read_bytes()
 
     def has(self, sha256: str) -> bool:
-        return self.path_of(sha256).exists()
+        # An erased attachment keeps its row with no hash: nothing to find.
+        return bool(SHA256.match(sha256 or "")) and self.path_of(sha256).exists()
+
+    def remove(self, sha256: str) -> bool:
+        """Delete the content (personal data erasure); True when there was a file."""
+        try:
+            self.path_of(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True

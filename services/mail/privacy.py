@@ -3,11 +3,18 @@ person's addresses, their address-book entries and "create contact" suggestions,
 mail to them. Erasure replaces the person's address in the messages with the marker, the
 subject, text and snippet of those messages and the sender's name with the marker, drops the
 address-book entry and suggestions, and anonymises campaign sends (address, subject, body). The
-message rows (time, direction, mailbox, thread) stay so that threads and counts hold together;
-attachment names become the marker (their contents are stored once per hash and may be shared
-with other messages: they stay)."""
+message rows (time, direction, mailbox, thread) stay so that threads and counts hold together.
+Attachments of those messages keep their row (position, type, size) with the marker as name and
+no hash, and their contents go from ``MAIL_ATTACHMENTS_DIR``: contents are stored once per hash,
+so a file is deleted only when no retained message's attachment still names that hash (the same
+price list sent to someone else stays). Files are deleted after the erasure commits, each after a
+fresh check, so a rolled-back erasure never loses a file; a message registered with the same
+content in that instant would find its file gone (its download answers 404), the price of not
+locking registration for an erasure."""
 
 from __future__ import annotations
+
+import logging
 
 import sqlalchemy as sa
 
@@ -22,6 +29,8 @@ from .models import (
     unknown_addresses,
 )
 
+log = logging.getLogger(__name__)
+
 
 def _iso(value):
     return value.isoformat() if value is not None else None
@@ -34,6 +43,23 @@ def _touching(emails: list[str]):
 
 
 class PrivacyEntrypoints:
+    def _remove_unreferenced(self, hashes: list[str]) -> int:
+        """Delete the stored contents no retained attachment names any more (after commit)."""
+        if not hashes:
+            return 0
+        with self.db.session() as session:
+            kept = set(session.execute(sa.select(attachments.c.sha256).where(
+                attachments.c.sha256.in_(hashes)).distinct()).scalars())
+        store, removed = self.attachment_store(), 0
+        for sha256 in hashes:
+            if sha256 in kept:
+                continue
+            try:
+                removed += store.remove(sha256)
+            except ValueError:
+                log.warning("attachment hash %r is not a sha256: nothing removed", sha256)
+        return removed
+
     @rpc
     def personal_data_export(self, person: dict) -> dict:
         """Messages from/to the person's addresses and campaign mail sent to them."""
@@ -63,8 +89,9 @@ class PrivacyEntrypoints:
         self.caller.require(*ROLES)
         keys = normalise_person(person)
         emails = keys["emails"]
-        counts = {"messages": 0, "attachments": 0, "address_book": 0, "suggestions": 0,
-                  "campaign_mail": 0}
+        counts = {"messages": 0, "attachments": 0, "attachment_files": 0, "address_book": 0,
+                  "suggestions": 0, "campaign_mail": 0}
+        hashes: set[str] = set()
         if emails:
             m = messages.c
             with self.db.session() as session:
@@ -82,8 +109,12 @@ class PrivacyEntrypoints:
                                           else_=m.from_name),
                         matched_address=sa.case((m.matched_address.in_(emails), MARKER),
                                                 else_=m.matched_address)))
+                    hashes = set(session.execute(sa.select(attachments.c.sha256).where(
+                        attachments.c.message_pk.in_(ids), attachments.c.sha256 != ""))
+                        .scalars())
                     counts["attachments"] = session.execute(sa.update(attachments).where(
-                        attachments.c.message_pk.in_(ids)).values(filename=MARKER)).rowcount
+                        attachments.c.message_pk.in_(ids)).values(filename=MARKER, sha256="")
+                    ).rowcount
                 counts["messages"] = len(ids)
                 counts["address_book"] = session.execute(sa.delete(address_book).where(
                     address_book.c.address.in_(emails))).rowcount
@@ -93,6 +124,7 @@ class PrivacyEntrypoints:
                     sa.update(campaign_sends).where(campaign_sends.c.email.in_(emails))
                     .values(email=MARKER, subject=MARKER, body=MARKER,
                             unsubscribe_url=MARKER)).rowcount
+            counts["attachment_files"] = self._remove_unreferenced(sorted(hashes))
         return {"service": "mail", "request_id": request_id, "erased": counts,
                 "kept": {"messages": "время, направление, ящик и цепочка писем (без адреса и "
                                      "текста)"}}

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.rpc import rpc
 
 from .domain.access import holds_mailbox, require_reader, sees_client
@@ -67,6 +68,7 @@ def smtp_send(mailbox: dict, password: str, message: EmailMessage, timeout: floa
 
 class SendingEntrypoints:
     @rpc
+    @idempotent
     def send_message(self, data: dict) -> dict:
         """Send an e-mail from the caller's mailbox (``mailbox_id``, default: their personal
         one): ``to``, ``cc``, ``subject``, ``body``, optional ``client_id``, ``deal_id``,

@@ -29,6 +29,7 @@ from nameko.rpc import RpcProxy
 from crm_platform.clock import utcnow
 from crm_platform.config import as_int
 from crm_platform.errors import Forbidden, NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.identity import Identity
 from crm_platform.organisation import OrganisationReplica
 from crm_platform.rpc import rpc
@@ -73,8 +74,15 @@ class MailService(OrganisationReplica, ReplicaEntrypoints, SyncEntrypoints, Read
                         role="integration", username="mail", full_name="Почта")
 
     def _find_by_emails(self, emails: list[str]) -> list[dict]:
+        # The lookup runs as the mail service, then the caller's identity is put back: what the
+        # entrypoint does next (send_message reading the message it sent) is still the caller's.
+        previous = self.caller.identity if self.caller.present else None
         self.caller.act_as(self._service_identity())
-        return self.clients_rpc.find_duplicates({"emails": emails}, similar=False)
+        try:
+            return self.clients_rpc.find_duplicates({"emails": emails}, similar=False)
+        finally:
+            if previous is not None:
+                self.caller.act_as(previous)
 
     def registrar(self) -> Registrar:
         lookup = str(self.config.get("MAIL_CLIENT_LOOKUP") or "rpc").lower()
@@ -125,6 +133,7 @@ class MailService(OrganisationReplica, ReplicaEntrypoints, SyncEntrypoints, Read
                 "address": ["этот адрес уже подключён"]})
 
     @rpc
+    @idempotent
     def create_mailbox(self, data: dict) -> dict:
         """Connect a mailbox (admin; a user may connect own personal one): ``address``,
         ``kind`` (personal/shared), ``owner_id`` / ``department_id``, ``imap_host``,

@@ -17,6 +17,7 @@ from openpyxl import Workbook
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.rpc import rpc
 
 from . import store
@@ -260,6 +261,7 @@ class DocumentRpc:
                           "returned", comment=comment)
 
     @rpc
+    @idempotent
     def comment_document(self, document_id, text: str) -> dict:
         """Add a comment to a document (anyone who may see it)."""
         identity = self.caller.require()

@@ -22,6 +22,7 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
 
 from crm_platform.errors import Forbidden, NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.rpc import rpc
 
 from . import store
@@ -240,6 +241,7 @@ class PlanRpc:
                 "content_base64": base64.b64encode(out.getvalue()).decode(), "rows": len(people)}
 
     @rpc
+    @idempotent
     def import_plans(self, month, file_base64: str) -> dict:
         """Import plans from an XLSX shaped like the template (headers in the first row:
         ``user_id`` and the KPI columns; other columns ignored). Every row is checked first; any

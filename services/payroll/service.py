@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from crm_platform.clock import utcnow
 from crm_platform.errors import Forbidden, NotFound, ValidationFailed
+from crm_platform.idempotency import idempotent
 from crm_platform.organisation import OrganisationReplica
 from crm_platform.rpc import rpc
 from crm_platform.service import PersistentService
@@ -64,6 +65,7 @@ class PayrollService(OrganisationReplica, FactHandlers, PlanRpc, DocumentRpc,
             return [dump_scheme(scheme_dict(r)) for r in session.execute(query).mappings()]
 
     @rpc
+    @idempotent
     def create_scheme_version(self, data: dict) -> dict:
         """A new version of a position's scheme (admin, director), valid from the month it names.
         Documents already computed keep the version they were computed with (approved ones for

@@ -3,14 +3,16 @@
 A department distributes when its settings say so (``enabled``), in one of two modes:
 ``round_robin`` (the next available manager after the last one given a lead, in a fixed order) or
 ``least_loaded`` (the available manager with the fewest open leads; ties by today's count, then
-the fixed order). Available: an active manager of the department, not absent today (vacation,
-sick leave, ...), under the per-manager daily cap. Nobody available: the department's queue (its
-head), who is told. A lead nobody takes (no stage move, task done, call, note) within
+the fixed order). Available: an active manager of the department, on duty (the head can take a
+manager off lead distribution without an absence: ``off_duty`` in the settings), not absent today
+(vacation, sick leave, ...), under the per-manager daily cap. Nobody available: the department's
+queue (its head), who is told. A lead nobody takes (no stage move, task done, call, note) within
 ``LEAD_ESCALATION_MINUTES`` escalates to the head once.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -26,6 +28,7 @@ class Candidate:
     absences: tuple[tuple[date, date], ...] = field(default_factory=tuple)
     assigned_today: int = 0
     open_leads: int = 0
+    on_duty: bool = True
 
 
 def absent_on(candidate: Candidate, day: date) -> bool:
@@ -34,7 +37,7 @@ def absent_on(candidate: Candidate, day: date) -> bool:
 
 def available(candidates: list[Candidate], day: date, daily_cap: int | None) -> list[Candidate]:
     """Who may get a lead today, in the fixed order (by user id)."""
-    return sorted((c for c in candidates if c.active and c.role == "manager"
+    return sorted((c for c in candidates if c.active and c.role == "manager" and c.on_duty
                    and not absent_on(c, day)
                    and (daily_cap is None or c.assigned_today < daily_cap)),
                   key=lambda c: c.user_id)
@@ -79,7 +82,8 @@ def escalation_due(assigned_at: datetime, last_activity_at: datetime | None, now
 
 def check_settings(data: dict) -> tuple[dict, dict[str, list[str]]]:
     """Distribution settings of a department: ``enabled`` bool, ``mode``, ``daily_cap`` (1-1000
-    or null: no cap). Returns (clean, errors by field)."""
+    or null: no cap), ``off_duty`` (user ids of managers not given leads; whether they are the
+    department's managers is the caller's check). Returns (clean, errors by field)."""
     errors: dict[str, list[str]] = {}
     clean: dict = {}
     enabled = data.get("enabled", False)
@@ -95,6 +99,18 @@ def check_settings(data: dict) -> tuple[dict, dict[str, list[str]]]:
                             or not 1 <= cap <= 1000):
         errors["daily_cap"] = ["целое от 1 до 1000 или null (без ограничения)"]
     clean["daily_cap"] = cap
+    off_duty = data.get("off_duty") or []
+    ids: list[uuid.UUID] = []
+    if not isinstance(off_duty, list) or len(off_duty) > 500:
+        errors["off_duty"] = ["список id менеджеров (не больше 500)"]
+    else:
+        for value in off_duty:
+            try:
+                ids.append(uuid.UUID(str(value)))
+            except ValueError:
+                errors["off_duty"] = [f"не id сотрудника: {str(value)[:50]}"]
+                break
+    clean["off_duty"] = sorted(set(ids), key=str)
     return clean, errors
 
 

@@ -96,6 +96,9 @@ _GUID_RE = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _INT_RE = re.compile(r"[+-]?[0-9]{1,18}")
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
+_DECLARED_ENCODING = re.compile(
+    rb"\A(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*[\"']([^\"'>]{0,80})[\"']")
+_ENCODINGS = {"utf-8", "utf8", "utf-16", "utf16"}
 _TRUNCATED = {
     expat.errors.codes[expat.errors.XML_ERROR_NO_ELEMENTS],
     expat.errors.codes[expat.errors.XML_ERROR_UNCLOSED_TOKEN],
@@ -122,7 +125,56 @@ def parse_message(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES,
     if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         data = _unzip(data, max_bytes)
     root = _parse_xml(data)
-    return _read_message(root, max_objects)
+    message = _read_message(root, max_objects)
+    check_storable(message)
+    return message
+
+
+# What the bridge's tables hold (models.py). A value past these is not something 1C sends: the
+# message is refused whole, naming the object and the field, instead of failing in the database
+# after parsing (a 500 and no quarantine entry).
+_TEXT_LIMITS = {
+    "msg:From": 100, "msg:To": 100, "Номер": 100, "Валюта": 3, "Ответственный": 300,
+    "Наименование": 500, "НаименованиеПолное": 1000, "ИНН": 12, "КПП": 9,
+    "ЮридическоеФизическоеЛицо": 60, "ФИО": 500, "Должность": 300,
+}
+_MAX_MONEY = Decimal("1e13")            # NUMERIC(15, 2)
+
+
+def check_storable(message: Message) -> None:
+    """Raise ``MalformedMessage`` for the first value the bridge could not store."""
+    def text(value: str | None, name: str, where: str) -> None:
+        limit = _TEXT_LIMITS[name]
+        if value is not None and len(value) > limit:
+            raise MalformedMessage(f"{name}: длиннее {limit} символов ({len(value)})", where)
+
+    def money(value: Decimal, where: str) -> None:
+        if not value.is_finite() or abs(value) >= _MAX_MONEY:
+            raise MalformedMessage(f"Сумма {value:.2E} вне допустимого диапазона", where)
+
+    header = message.header
+    text(header.sender, "msg:From", "Header/Confirmation/From")
+    text(header.receiver, "msg:To", "Header/Confirmation/To")
+    for obj in message.objects:
+        where = f"Body/{type(obj).__name__} {getattr(obj, 'guid', '')}"
+        if isinstance(obj, Counterparty):
+            text(obj.name, "Наименование", where)
+            text(obj.full_name, "НаименованиеПолное", where)
+            text(obj.inn, "ИНН", where)
+            text(obj.kpp, "КПП", where)
+            text(obj.legal_kind, "ЮридическоеФизическоеЛицо", where)
+        elif isinstance(obj, ContactPerson):
+            text(obj.full_name, "ФИО", where)
+            text(obj.position, "Должность", where)
+        elif isinstance(obj, Document):
+            text(obj.number, "Номер", where)
+            text(obj.currency, "Валюта", where)
+            text(obj.responsible, "Ответственный", where)
+            money(obj.amount, where)
+            for line in obj.lines:
+                money(line.amount, f"{where}/Товары[{line.line_no}]")
+            for row in obj.payment_rows:
+                money(row.amount, f"{where}/РасшифровкаПлатежа")
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,8 +214,20 @@ def _unzip(data: bytes, max_bytes: int) -> bytes:
 
 
 def _parse_xml(data: bytes) -> Element:
+    declared = _DECLARED_ENCODING.match(data)
+    name = declared.group(1).decode("latin-1") if declared else None
+    if name is not None and name.strip().lower() not in _ENCODINGS:
+        # 1C writes EnterpriseData in UTF-8. A message declaring a single-byte Cyrillic code page
+        # is not one of its messages, and read as declared when it is really in another one, the
+        # element names turn to mojibake and every object would be skipped as unknown: the
+        # message would be "applied" with nothing in it. Refuse it instead.
+        raise MalformedMessage(
+            f"Кодировка «{name[:40]}» не принимается: "
+            "сообщения EnterpriseData передаются в UTF-8", "encoding")
     try:
         return DefusedET.fromstring(data, forbid_dtd=True)
+    except LookupError as error:
+        raise MalformedMessage(f"Неизвестная кодировка XML: {error}", "encoding") from None
     except DefusedXmlException as error:
         raise MalformedMessage(
             "XML содержит DTD или сущности (ENTITY): такие сообщения не принимаются "

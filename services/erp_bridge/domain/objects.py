@@ -21,6 +21,7 @@ DOCUMENT_KINDS = {
     "ПоступлениеБезналичныхДенежныхСредств": "payment",
 }
 COUNTERPARTY = "Контрагенты"
+FIELD_MAX = 500
 CONTACT_PERSON = "КонтактныеЛица"
 
 
@@ -139,4 +140,7 @@ class MalformedMessage(ValueError):
     def __init__(self, reason: str, field: str | None = None):
         super().__init__(reason)
         self.reason = reason
-        self.field = field
+        # An element path is built from the message's own tag names, which a hostile message can
+        # make arbitrarily long: keep it within what the quarantine stores (VARCHAR(500)).
+        self.field = field if field is None or len(field) <= FIELD_MAX else (
+            field[:FIELD_MAX - 1] + "…")

@@ -23,7 +23,10 @@ from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 
-MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+# A msg-id longer than the column that keeps it (VARCHAR(998)) or holding a NUL is no id.
+MESSAGE_ID = re.compile(r"<[^<>\s\x00]{1,996}>")
+MAX_ADDRESS = 320
+MAX_CONTENT_TYPE = 200
 MAX_SUBJECT = 998
 MAX_TEXT = 200_000          # characters of body text kept for display and search
 SNIPPET = 200
@@ -68,7 +71,8 @@ def message_ids(value: str | None) -> list[str]:
 def normalise_address(value: str | None) -> str | None:
     """The whole address lower-cased (INTEGRATION-FORMATS §3), or None when it is no address."""
     value = (value or "").strip().strip("<>").strip().lower()
-    if not value or "@" not in value or " " in value:
+    if not value or "@" not in value or " " in value or "\x00" in value \
+            or len(value) > MAX_ADDRESS:
         return None
     local, _, domain = value.rpartition("@")
     if not local or not domain or "." not in domain:
@@ -77,14 +81,17 @@ def normalise_address(value: str | None) -> str | None:
 
 
 def _addresses(msg: EmailMessage, header: str, names: dict) -> list[str]:
-    values = msg.get_all(header) or []
+    try:
+        values = msg.get_all(header) or []
+    except (ValueError, TypeError, IndexError):     # the stdlib's header parser gave up
+        values = [v for k, v in msg.raw_items() if k.lower() == header.lower()]
     found = []
     for name, addr in getaddresses([str(v) for v in values]):
         norm = normalise_address(addr)
         if norm and norm not in found:
             found.append(norm)
             if name and norm not in names:
-                names[norm] = name
+                names[norm] = _text(name)
     return found
 
 
@@ -94,7 +101,14 @@ def _header(msg: EmailMessage, name: str) -> str:
     except (ValueError, TypeError, IndexError):   # a malformed header: the raw text instead
         raw = [v for k, v in msg.raw_items() if k.lower() == name.lower()]
         value = raw[0] if raw else ""
-    return " ".join(str(value or "").split())
+    return _text(" ".join(str(value or "").split()))
+
+
+def _text(value: str) -> str:
+    """Text as PostgreSQL can store it: a NUL (from a broken encoded-word, a binary body sent
+    as text/plain, ...) is refused by text columns, and would stop the mailbox's sync at this
+    message for good."""
+    return value.replace("\x00", "")
 
 
 def _date(raw: str) -> datetime | None:
@@ -102,11 +116,11 @@ def _date(raw: str) -> datetime | None:
         return None
     try:
         value = parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
+        if value.tzinfo is None:            # "-0000": the time is UTC, the zone unknown
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: year 9999 -12:00
         return None
-    if value.tzinfo is None:            # "-0000": the time is UTC, the zone unknown
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 class _TextOfHtml(HTMLParser):
@@ -152,7 +166,7 @@ def html_to_text(html: str) -> str:
 def _decode(payload: bytes, charset: str | None) -> str:
     try:
         return payload.decode(charset or "utf-8", errors="replace")
-    except LookupError:              # an unknown charset name: utf-8 is the best guess
+    except (LookupError, ValueError):    # an unknown (or NUL-holding) charset: utf-8 is best
         return payload.decode("utf-8", errors="replace")
 
 
@@ -183,7 +197,8 @@ def _body_and_attachments(msg: EmailMessage) -> tuple[str, list[Attachment]]:
                 content = part.as_bytes() if ctype != "message/rfc822" else \
                     b"".join(p.as_bytes() for p in part.get_payload())
             attachments.append(Attachment(
-                filename=(filename or "attachment").strip()[:500], content_type=ctype,
+                filename=_text(filename or "").strip()[:500] or "attachment",
+                content_type=_text(ctype)[:MAX_CONTENT_TYPE],
                 size=len(content), sha256=hashlib.sha256(content).hexdigest(), content=content))
         elif ctype in ("text/plain", "text/html"):
             text = _decode(part.get_payload(decode=True) or b"", params.get("charset"))
@@ -192,7 +207,7 @@ def _body_and_attachments(msg: EmailMessage) -> tuple[str, list[Attachment]]:
         text = "\n\n".join(t.strip() for t in plain)
     else:
         text = "\n\n".join(html_to_text(h) for h in html)
-    return text.replace("\r\n", "\n")[:MAX_TEXT], attachments
+    return _text(text.replace("\r\n", "\n"))[:MAX_TEXT], attachments
 
 
 def idempotency_key(message_id: str | None, date: str, sender: str, subject: str,

@@ -36,7 +36,8 @@ class Lead:
     campaign_id: str | None          # resolved (named, or by utm_campaign)
     qualified: bool
     won: bool
-    won_amount: Decimal
+    won_amount: Decimal              # with ``count`` > 1: the sum over them
+    count: int = 1                   # leads alike in source and outcome (the database sums them)
 
 
 def _money(value: Decimal) -> Decimal:
@@ -82,9 +83,9 @@ def roi_rows(leads: list[Lead], campaigns: dict[str, dict], group: str = "source
                 row["campaign_id"] = lead.campaign_id
             else:
                 row.update(zip(SOURCE_KEYS, key, strict=True))
-        row["leads"] += 1
-        row["deals"] += lead.qualified or lead.won
-        row["won"] += lead.won
+        row["leads"] += lead.count
+        row["deals"] += lead.count if lead.qualified or lead.won else 0
+        row["won"] += lead.count if lead.won else 0
         if lead.won:
             row["won_amount"] += lead.won_amount
     rows = sorted(keyed.values(), key=lambda r: tuple(

@@ -32,6 +32,10 @@ from services.telephony.domain.phones import MAX_EXTENSION_DIGITS, normalise
 
 PBX = "asterisk"
 MAX_BLOCK = 64 * 1024
+# A call's key is stored as VARCHAR(200) (models.calls.key): Asterisk's ids are ~20 characters,
+# so a longer one is garbage and its block is ignored rather than failing the registration.
+MAX_ID_LENGTH = 200
+_ID_FIELDS = ("Linkedid", "Uniqueid", "DestLinkedid", "DestUniqueid", "UniqueID", "LinkedID")
 BANNER_PREFIX = "Asterisk Call Manager/"
 
 
@@ -131,6 +135,7 @@ class AmiFramer:
 # ---------------------------------------------------------------------------------------------
 
 _UNKNOWN = {"", "<unknown>", "<Unknown>"}
+_MAX_EPOCH = 253402214400.0      # 9999-12-31T00:00Z: the last day a datetime can hold
 
 
 def _v(block: dict, key: str) -> str | None:
@@ -139,10 +144,15 @@ def _v(block: dict, key: str) -> str | None:
 
 
 def _float(value: str | None) -> float | None:
+    """A number of seconds since the epoch, or None: "nan", "inf" and values no datetime can
+    hold (garbage from the stream) are treated as absent instead of crashing the assembler."""
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except ValueError:
         return None
+    if number is None or not (0 <= number < _MAX_EPOCH):
+        return None
+    return number
 
 
 def _int(value: str | None) -> int:
@@ -319,6 +329,8 @@ class CallAssembler:
     def feed(self, block: dict) -> list[Ringing | FinishedCall]:
         event = block.get("Event")
         if not event:
+            return []
+        if any(len(block.get(name) or "") > MAX_ID_LENGTH for name in _ID_FIELDS):
             return []
         ts = _float(block.get("Timestamp"))
         if ts is not None and (self._clock is None or ts > self._clock):

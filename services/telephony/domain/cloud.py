@@ -56,8 +56,24 @@ def _eq(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
+# What the telephony tables hold (models.py): ids VARCHAR(200), extensions VARCHAR(16), numbers
+# INTEGER. A webhook field beyond these is refused as a bad payload (422) here, so it can never
+# reach the database and fail there (a 500 after the signature was accepted).
+MAX_TEXT = 200
+MAX_EXTENSION = 16
+MAX_INT = 2**31 - 1
+
+
 def _int(value: object, name: str, *, default: int | None = None) -> int | None:
-    """An int that may arrive as a JSON number or a string ("12", " 12 ", "12.0")."""
+    """An int that may arrive as a JSON number or a string ("12", " 12 ", "12.0"), within the
+    range of an INTEGER column."""
+    number = _any_int(value, name, default)
+    if number is not None and not -MAX_INT <= number <= MAX_INT:
+        raise BadPayload(f"{name}: out of range: {value!r}")
+    return number
+
+
+def _any_int(value: object, name: str, default: int | None) -> int | None:
     if value is None or value == "":
         return default
     if isinstance(value, bool):
@@ -89,11 +105,15 @@ def _str(value: object, name: str, *, required: bool = False) -> str | None:
     if isinstance(value, bool):
         raise BadPayload(f"{name}: boolean where a string was expected")
     if isinstance(value, int):
-        return str(value)
+        value = str(value)
     if isinstance(value, str):
         text = value.strip()
         if not text and required:
             raise BadPayload(f"{name}: missing")
+        if len(text) > MAX_TEXT:
+            raise BadPayload(f"{name}: longer than {MAX_TEXT} characters")
+        if "\x00" in text:
+            raise BadPayload(f"{name}: contains a NUL character")
         return text or None
     raise BadPayload(f"{name}: not a string: {value!r}")
 
@@ -129,6 +149,8 @@ def _extension(raw: str | None) -> str | None:
     """An extension as given (``101``), stripped; None when empty."""
     if not raw:
         return None
+    if len(raw.strip()) > MAX_EXTENSION:
+        raise BadPayload(f"extension longer than {MAX_EXTENSION} characters: {raw[:40]!r}")
     return raw.strip() or None
 
 
@@ -136,7 +158,12 @@ def _ts(value: object, name: str, tz: tzinfo) -> datetime | None:
     seconds = _int(value, name)
     if not seconds:
         return None
-    return datetime.fromtimestamp(seconds, tz)
+    if seconds < 0:
+        raise BadPayload(f"{name}: before 1970: {value!r}")
+    try:
+        return datetime.fromtimestamp(seconds, tz)
+    except (OverflowError, OSError, ValueError):
+        raise BadPayload(f"{name}: not a time: {value!r}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,6 +497,14 @@ def zadarma_event(form: Mapping[str, str], tz: tzinfo | str) -> ZadarmaEvent:
     duration = _int(form.get("duration"), "duration")
     if duration is not None and duration < 0:
         raise BadPayload("duration: negative")
+    if call_start is not None and duration:
+        try:
+            call_start + timedelta(seconds=duration)
+        except OverflowError:
+            raise BadPayload("call_start + duration: past the end of the calendar") from None
+    for key, value in form.items():     # the whole form is kept as JSONB, which refuses U+0000
+        if "\x00" in str(key) or "\x00" in str(value or ""):
+            raise BadPayload(f"{str(key)[:40]}: contains a NUL character")
     disposition = _str(form.get("disposition"), "disposition")
     return ZadarmaEvent(
         event=event,

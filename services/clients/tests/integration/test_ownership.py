@@ -9,7 +9,7 @@ from nameko.exceptions import RemoteError
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from crm_platform.clock import clock, utcnow
-from crm_platform.errors import Conflict, Forbidden
+from crm_platform.errors import Conflict, Forbidden, ValidationFailed
 from crm_platform.identity import IDENTITY_CONTEXT_KEY
 
 pytestmark = pytest.mark.integration
@@ -103,3 +103,26 @@ def test_the_sales_head_arbitrates(svc, org):
         svc.call("reassign_client", client["id"], org.id("m.ural.1"), as_user="m.ural.2")
     with pytest.raises(Forbidden):  # the head of another department
         svc.call("reassign_client", client["id"], None, as_user="head.volga")
+
+
+def test_lead_distribution_gives_a_pool_client_to_a_manager_of_its_department(svc, org):
+    with org.engine.begin() as conn:
+        org._person(conn, "deals", "Распределение", "integration", None)
+    client = lead(svc, "Кровля-Дом", as_user="head.ural")          # a head's lead: the pool
+    with pytest.raises(Forbidden):
+        svc.call("assign_pool_client", client["id"], org.id("m.ural.1"), as_user="head.ural")
+    for wrong in ("m.volga.1", "head.ural"):                   # another department; not a manager
+        with pytest.raises(ValidationFailed) as caught:
+            svc.call("assign_pool_client", client["id"], org.id(wrong), as_user="deals")
+        assert set(caught.value.fields) == {"owner_id"}
+    assert svc.call("assign_pool_client", client["id"], org.id("m.ural.2"),
+                    as_user="deals") == {"assigned": True, "owner_id": org.id("m.ural.2")}
+    # Taken meanwhile: left alone.
+    assert svc.call("assign_pool_client", client["id"], org.id("m.ural.1"),
+                    as_user="deals") == {"assigned": False, "owner_id": org.id("m.ural.2")}
+    history = svc.call("ownership_history", client["id"], as_user="head.ural")
+    assert [(h["reason"], h["owner_id"]) for h in history][-1] == (
+        "distribution", org.id("m.ural.2"))
+    [event] = [e["envelope"]["payload"] for e in org.rows(
+        "SELECT envelope FROM outbox WHERE type = 'client_owner_changed'")]
+    assert (event["reason"], event["new_owner_id"]) == ("distribution", org.id("m.ural.2"))

@@ -1,18 +1,27 @@
 """Web-form submissions end to end in the deals service with the real clients service: a known
 company's lead goes to its owner, an unknown one is distributed, the consent is stored in clients
 with its text version, time and IP, spam (honeypot, too fast, no token) is recorded but makes no
-lead, bad fields are named, and the per-IP token bucket answers 429 with a wait."""
+lead, bad fields are named, the per-IP token bucket answers 429 with a wait, and the confirmation
+e-mail goes through the mail service's send RPC to a real SMTP server (aiosmtpd, with AUTH)."""
 
+import json
+import subprocess
+import sys
+import tempfile
+import uuid
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
 
 import pytest
 
 from crm_platform.clock import clock
 from crm_platform.errors import Forbidden, NotFound, QuotaExceeded, ValidationFailed
-from crm_platform.testing import ServiceCaller, SqlReader
+from crm_platform.testing import ServiceCaller, SqlReader, free_port
 from services.clients.service import ClientsService
 from services.deals.domain.forms import sign
 from services.deals.lead_forms import DEV_FORM_SECRET
+from services.mail.service import MailService
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +167,72 @@ def test_the_lead_lands_when_mail_is_down_and_the_confirmation_is_retried(svc, o
     assert (row["confirmation"], row["confirmation_attempts"]) == ("failed", 5)
     assert row["confirmation_error"]
     assert svc.send_form_confirmations(as_user="admin") == {"sent": 0, "failed": 0, "retry": 0}
+
+
+@pytest.fixture
+def smtp_server():
+    """The mail tests' SMTP sink (services/mail/tests/smtp_sink.py) in its own process: AUTH with
+    one login, each accepted message written to a folder with its envelope."""
+    folder = Path(tempfile.mkdtemp(prefix="roofcrm-smtp-"))
+    port, login, password = free_port(), "forms@roofcrm.ru", uuid.uuid4().hex
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.mail.tests.smtp_sink", "--port", str(port),
+         "--dir", str(folder), "--login", login, "--password", password],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert b"ready" in process.stdout.readline(), process.stderr.read()[-2000:]
+        yield {"port": port, "login": login, "password": password, "folder": folder}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            stream.close()
+        for item in folder.iterdir():
+            item.unlink()
+        folder.rmdir()
+
+
+def test_the_confirmation_goes_through_the_mail_service_to_a_real_smtp_server(
+        svc, org, crm, service_db, service_config, container_factory, smtp_server, tmp_path,
+        monkeypatch):
+    mail_db = service_db("mail")
+    org.copy_to(mail_db)
+    mail = container_factory(MailService, service_config(
+        db_url=mail_db, MAIL_OWN_DOMAINS="roofcrm.ru", MAIL_SYNC_TICK_SECONDS=0,
+        MAIL_ATTACHMENTS_DIR=str(tmp_path / "attachments")))
+    mail.start()
+    mail_sql = SqlReader(mail_db)
+    monkeypatch.setenv("MAIL_SECRET_FORMS", smtp_server["password"])
+    # The department's shared mailbox: the deals service sends as the form's department.
+    mailbox = ServiceCaller(mail, org).create_mailbox({
+        "address": "forms@roofcrm.ru", "kind": "shared",
+        "department_id": str(org.departments["ural"]), "imap_host": "127.0.0.1",
+        "imap_port": free_port(), "imap_tls": False, "login": smtp_server["login"],
+        "secret_ref": "env:MAIL_SECRET_FORMS", "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_server["port"], "smtp_security": "none"}, as_user="admin")
+    form = svc.create_form({"name": "Расчёт кровли", "department_id":
+                            str(org.departments["ural"]), "confirmation_email": True,
+                            "mailbox_id": mailbox["id"]}, as_user="admin")
+    clock.travel_to(NOW)
+    result = submit(svc, form, {"name": "Анна", "email": "Anna.Buyer@Example.ru"})
+    assert result["deal_id"]
+
+    assert svc.send_form_confirmations(as_user="admin") == {"sent": 1, "failed": 0, "retry": 0}, \
+        org.scalar("SELECT confirmation_error FROM form_submissions")
+    assert svc.send_form_confirmations(as_user="admin") == {"sent": 0, "failed": 0, "retry": 0}
+    # Exactly one on the wire: the mail service's answer reached deals, so no retry resends it
+    # (mail once could not read back what it had sent to an unknown address, and deals retried).
+    [meta] = sorted(smtp_server["folder"].glob("*.json"))
+    envelope = json.loads(meta.read_text())
+    assert envelope["login"] == "forms@roofcrm.ru"
+    assert envelope["mail_from"] == "forms@roofcrm.ru"
+    assert [a.lower() for a in envelope["rcpt_tos"]] == ["anna.buyer@example.ru"]
+    sent = message_from_bytes(meta.with_suffix(".eml").read_bytes(), policy=policy.default)
+    assert sent["Subject"] == "Мы получили вашу заявку: Расчёт кровли"
+    assert "менеджер свяжется с вами" in sent.get_body().get_content()
+    assert org.scalar("SELECT confirmation FROM form_submissions") == "sent"
+    # The mail service recorded it as an outbound message of that mailbox.
+    row = mail_sql.rows("SELECT direction, subject, mailbox_id::text AS box FROM messages")
+    assert row == [{"direction": "outbound", "subject": "Мы получили вашу заявку: Расчёт кровли",
+                    "box": mailbox["id"]}]
+    mail_sql.dispose()

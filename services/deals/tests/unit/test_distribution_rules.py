@@ -76,9 +76,25 @@ def test_escalation_after_the_limit_unless_someone_acted():
 
 def test_settings_are_checked_field_by_field():
     clean, errors = check_settings({"enabled": True, "mode": "least_loaded", "daily_cap": 10})
-    assert not errors and clean == {"enabled": True, "mode": "least_loaded", "daily_cap": 10}
-    _, errors = check_settings({"enabled": "yes", "mode": "random", "daily_cap": 0})
-    assert set(errors) == {"enabled", "mode", "daily_cap"}
+    assert not errors and clean == {"enabled": True, "mode": "least_loaded", "daily_cap": 10,
+                                    "off_duty": []}
+    _, errors = check_settings({"enabled": "yes", "mode": "random", "daily_cap": 0,
+                                "off_duty": ["not-an-id"]})
+    assert set(errors) == {"enabled", "mode", "daily_cap", "off_duty"}
+    _, errors = check_settings({"off_duty": "a-user"})
+    assert set(errors) == {"off_duty"}
+    one = "0b9d2c1e-8f3a-4c56-9a47-3f0e2d1c9b11"
+    clean, errors = check_settings({"enabled": True, "off_duty": [one, one.upper()]})
+    assert not errors and [str(u) for u in clean["off_duty"]] == [one]
+
+
+def test_a_manager_off_duty_gets_no_leads_though_present():
+    people = team(**{A: Candidate(A, on_duty=False)})
+    assert pick("round_robin", people, DAY, None, None) == B
+    assert pick("least_loaded", team(**{B: Candidate(B, on_duty=False, open_leads=0),
+                                         A: Candidate(A, open_leads=3),
+                                         C: Candidate(C, open_leads=2)}), DAY, None) == C
+    assert pick("round_robin", [Candidate(A, on_duty=False)], DAY, None) is None
 
 
 def test_source_detail_keeps_known_keys_and_derives_the_kind():

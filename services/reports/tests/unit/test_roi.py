@@ -43,3 +43,18 @@ def test_nothing_to_divide_by_is_null():
     rows = roi_rows([], {})
     assert rows["rows"] == [] and rows["totals"]["cost_per_lead"] is None
     assert rows["totals"]["lead_to_deal"] is None
+
+
+def test_leads_counted_by_the_database_give_the_same_rows_as_one_by_one():
+    costs = {"k": {"name": "К", "budget": Decimal("90.00")}}
+    one_by_one = [lead(utm="a", campaign="k", qualified=True, won=True, amount="10.50"),
+                  lead(utm="a", campaign="k", qualified=True, won=True, amount="4.50"),
+                  lead(utm="a", campaign="k"), lead(utm="a", campaign="k"),
+                  lead(utm="b", campaign="k", qualified=True)]
+    counted = [Lead("web_form", None, "a", None, None, None, "k", True, True, Decimal("15.00"),
+                    count=2),
+               Lead("web_form", None, "a", None, None, None, "k", False, False, Decimal("0"),
+                    count=2),
+               lead(utm="b", campaign="k", qualified=True)]
+    for group in ("source", "campaign"):
+        assert roi_rows(counted, costs, group) == roi_rows(one_by_one, costs, group)
