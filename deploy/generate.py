@@ -75,8 +75,14 @@ def db_cluster(process: Process) -> str:
     return f"crm-{process.k8s}-db"
 
 
+APP_SECRETS = "crm-app-secrets"
+
+
 def env(process: Process) -> list[dict]:
-    """Credentials come from the secrets the operators create; URLs are assembled from them."""
+    """Credentials come from the secrets the operators create; URLs are assembled from them. The
+    secrets a service declares (``crm_platform.secrets.RequiredSecrets``) come from
+    ``crm-app-secrets`` by name, as required keys: a pod does not start without them (and the
+    process refuses a development value, ``CRM_REFUSE_DEV_SECRETS`` in crm-config)."""
     items = [
         {"name": "RABBITMQ_USERNAME",
          "valueFrom": {"secretKeyRef": {"name": f"{RABBITMQ}-default-user", "key": "username"}}},
@@ -96,12 +102,15 @@ def env(process: Process) -> list[dict]:
              "value": f"postgresql+psycopg2://$(DB_USERNAME):$(DB_PASSWORD)@"
                       f"{db_cluster(process)}-rw:5432/crm_{process.name}"},
         ]
+    items += [{"name": f"CRM_{name}",
+               "valueFrom": {"secretKeyRef": {"name": APP_SECRETS, "key": f"CRM_{name}"}}}
+              for name in process.secrets]
     return items
 
 
 def env_from() -> list[dict]:
     return [{"configMapRef": {"name": "crm-config"}},
-            {"secretRef": {"name": "crm-app-secrets"}}]
+            {"secretRef": {"name": APP_SECRETS}}]
 
 
 def probe(path: str, *, period: int, failures: int) -> dict:

@@ -42,6 +42,7 @@ class Process:
     has_database: bool
     event_queues: list[str] = field(default_factory=list)
     rpc_queue: str | None = None
+    secrets: list[str] = field(default_factory=list)   # settings declared ``RequiredSecrets``
 
     @property
     def k8s(self) -> str:
@@ -97,6 +98,7 @@ def queues_of(cls) -> tuple[str | None, list[str]]:
 def processes() -> list[Process]:
     """Every service process and the gateway, with what they consume."""
     from crm_platform.migrate import SERVICES_WITH_DB
+    from crm_platform.secrets import secret_names_of
 
     found = []
     for name in service_names():
@@ -105,6 +107,8 @@ def processes() -> list[Process]:
         if cls.name != name:
             raise ValueError(f"{target} is named {cls.name!r}, not {name!r}")
         rpc_queue, events = queues_of(cls)
-        found.append(Process(name, target, name in SERVICES_WITH_DB, events, rpc_queue))
-    found.append(Process(GATEWAY, "gateway.service:GatewayService", False))
+        found.append(Process(name, target, name in SERVICES_WITH_DB, events, rpc_queue,
+                             secret_names_of(cls)))
+    gateway = "gateway.service:GatewayService"
+    found.append(Process(GATEWAY, gateway, False, secrets=secret_names_of(load_class(gateway))))
     return found

@@ -1,9 +1,52 @@
 """The public API's schemas: request validation, response shaping and the OpenAPI document all come
 from these (the gateway keeps its own: it never imports a service's code)."""
 
-from marshmallow import Schema, fields, validate
+from marshmallow import INCLUDE, Schema, fields, validate
 
 ROLES = ["manager", "sales_head", "director", "admin", "integration", "dispatcher", "driver"]
+
+
+# -- list conventions: cursor pages and sorting -------------------------------------------------
+
+def limit_field(default: int = 50, maximum: int = 500) -> fields.Integer:
+    return fields.Integer(load_default=default, validate=validate.Range(min=1, max=maximum),
+                          metadata={"description": f"размер страницы, 1…{maximum}"})
+
+
+def cursor_field() -> fields.String:
+    return fields.String(validate=validate.Length(min=1, max=500), metadata={
+        "description": "next_cursor предыдущей страницы (непрозрачная строка)"})
+
+
+def sort_field(allowed: list[str], default: str) -> fields.String:
+    """``field`` ascending, ``-field`` descending, only the listed fields (422 otherwise)."""
+    choices = [*allowed, *(f"-{name}" for name in allowed)]
+    return fields.String(load_default=default, validate=validate.OneOf(choices), metadata={
+        "description": "сортировка: поле или -поле (по убыванию); поля: " + ", ".join(allowed)})
+
+
+class PageQuery(Schema):
+    """``limit`` and ``cursor`` of every paged list."""
+
+    limit = limit_field()
+    cursor = cursor_field()
+
+
+_PAGES: dict[str, type[Schema]] = {}
+
+
+def page_of(item: type[Schema], name: str | None = None, **extra) -> type[Schema]:
+    """``{"items": [item...], "next_cursor": str | null}`` (plus ``extra`` fields)."""
+    name = name or item.__name__.removesuffix("Schema") + "PageSchema"
+    if name not in _PAGES:
+        attrs = {
+            "items": fields.List(fields.Nested(item), required=True),
+            "next_cursor": fields.String(required=True, allow_none=True, metadata={
+                "description": "курсор следующей страницы; null — страница последняя"}),
+            **extra,
+        }
+        _PAGES[name] = type(name, (Schema,), attrs)
+    return _PAGES[name]
 
 
 class LoginSchema(Schema):
@@ -75,10 +118,13 @@ class PasswordSchema(Schema):
                              validate=validate.Length(min=8, max=200))
 
 
-class UserListQuery(Schema):
+class UserListQuery(PageQuery):
     department_id = fields.UUID()
     role = fields.String(validate=validate.OneOf(ROLES))
     include_inactive = fields.Boolean(load_default=False)
+    q = fields.String(validate=validate.Length(min=1, max=100), metadata={
+        "description": "часть ФИО или логина"})
+    sort = sort_field(["name", "username", "created"], "name")
 
 
 class DeadLetterSchema(Schema):
@@ -93,6 +139,28 @@ class DeadLetterSchema(Schema):
     event_type = fields.String(allow_none=True)
 
 
+class AccessDenialSchema(Schema):
+    """A caller a service refused (``crm_platform.audit``)."""
+
+    id = fields.Integer()
+    at = fields.String(metadata={"description": "ISO 8601"})
+    user_id = fields.String(allow_none=True)
+    username = fields.String()
+    role = fields.String()
+    department_id = fields.String(allow_none=True)
+    service = fields.String()
+    operation = fields.String(metadata={"description": "the RPC refused"})
+    resource = fields.String(metadata={"description": "its scalar arguments (ids)"})
+    code = fields.String()
+    reason = fields.String()
+
+
+class AccessDenialQuery(Schema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0),
+                           metadata={"description": "only records with a larger id"})
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
 class RedriveSchema(Schema):
     handler = fields.String(load_default=None, allow_none=True)
 
@@ -101,8 +169,27 @@ class RedriveResultSchema(Schema):
     moved = fields.Integer(required=True)
 
 
+class DecimalString(fields.Decimal):
+    """A decimal (money, tonnes) read from a JSON number or a decimal string and written as a
+    string ("150000.00"): the document says ``string`` with ``format: decimal``, which is what
+    every response carries (a plain ``fields.Decimal`` is documented as ``number``, and a client
+    validating the answer against the document would reject it)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["as_string"] = True
+        kwargs["metadata"] = {"type": "string", "format": "decimal",
+                              **(kwargs.get("metadata") or {})}
+        super().__init__(*args, **kwargs)
+
+
 class ProblemSchema(Schema):
     """RFC 9457 problem details."""
+
+    class Meta:
+        # RFC 9457 extension members: a refusal names what it needs (``required_roles``,
+        # ``role``), a conflict the owner (``owner``, ``department``), a quarantined 1C message
+        # its ``quarantine_id``... The document must not forbid them (additionalProperties).
+        unknown = INCLUDE
 
     type = fields.String()
     title = fields.String()

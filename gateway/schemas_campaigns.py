@@ -2,6 +2,8 @@
 
 from marshmallow import Schema, fields, validate
 
+from .schemas import DecimalString, cursor_field, limit_field
+
 GOALS = ["reactivation", "new_product", "event"]
 CHANNELS = ["email", "calls"]
 STATES = ["draft", "scheduled", "running", "finished", "cancelled"]
@@ -16,7 +18,7 @@ class CampaignWriteSchema(Schema):
                            validate=validate.Length(min=1, max=2))
     segment_id = fields.UUID(allow_none=True)
     filter = fields.Raw(allow_none=True, metadata={"description": "фильтр сегмента (JSON)"})
-    budget = fields.Decimal(allow_none=True, metadata={"description": "не меньше 0"}, **_money)
+    budget = DecimalString(allow_none=True, metadata={"description": "не меньше 0"}, **_money)
     starts_at = fields.AwareDateTime(allow_none=True)
     ends_at = fields.AwareDateTime(allow_none=True)
     mailbox_id = fields.UUID(allow_none=True)
@@ -43,7 +45,7 @@ class CampaignSchema(Schema):
     goal = fields.String()
     state = fields.String()
     channels = fields.List(fields.String())
-    budget = fields.Decimal(allow_none=True, **_money)
+    budget = DecimalString(allow_none=True, **_money)
     starts_at = fields.String(allow_none=True)
     ends_at = fields.String(allow_none=True)
     segment_id = fields.UUID(allow_none=True)
@@ -61,8 +63,8 @@ class CampaignSchema(Schema):
 
 class RecipientQuery(Schema):
     status = fields.String(validate=validate.OneOf(RECIPIENT_STATUSES))
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = limit_field(100, 1000)
+    cursor = cursor_field()
 
 
 class RecipientSchema(Schema):
@@ -77,7 +79,9 @@ class RecipientSchema(Schema):
 
 
 class RecipientListSchema(Schema):
-    items = fields.List(fields.Nested(RecipientSchema))
+    items = fields.List(fields.Nested(RecipientSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True, metadata={
+        "description": "курсор следующей страницы; null — страница последняя"})
 
 
 # -- personal data requests (152-FZ) ------------------------------------------------------------

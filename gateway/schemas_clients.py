@@ -8,6 +8,8 @@ dumped through these schemas so the API shows exactly the documented fields.
 
 from marshmallow import Schema, fields, validate
 
+from .schemas import cursor_field, limit_field, sort_field
+
 CLIENT_STATUSES = ["potential", "active", "dormant", "lost"]
 ADDRESS_KINDS = ["legal", "actual", "delivery", "postal"]
 
@@ -110,8 +112,9 @@ class ClientListQuery(Schema):
     owner_id = fields.UUID()
     department_id = fields.UUID()
     pool = fields.Boolean(metadata={"description": "true — только клиенты общего пула"})
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    sort = sort_field(["created", "updated", "name"], "-created")
+    limit = limit_field(50, 500)
+    cursor = cursor_field()
 
 
 class ClientAuditQuery(Schema):
@@ -182,9 +185,9 @@ class ClientCreatedSchema(Schema):
 
 class ClientPageSchema(Schema):
     items = fields.List(fields.Nested(ClientSummarySchema), required=True)
-    total = fields.Integer(required=True)
-    limit = fields.Integer()
-    offset = fields.Integer()
+    next_cursor = fields.String(required=True, allow_none=True, metadata={
+        "description": "курсор следующей страницы; null — страница последняя"})
+    total = fields.Integer(required=True, metadata={"description": "всего по фильтру"})
 
 
 class DuplicateReasonSchema(Schema):

@@ -11,6 +11,8 @@ times by hours).
 
 from marshmallow import Schema, fields, validate
 
+from .schemas import sort_field
+
 # The deals service's vocabularies (the gateway keeps a copy: it never imports a service's code).
 SOURCES = ["manual", "call", "email", "web", "campaign", "erp", "import", "other"]
 SORTS = ["created", "updated", "expected_close", "amount"]
@@ -199,8 +201,7 @@ class DealListQuery(Schema):
     q = fields.String(metadata={"description": "название сделки или контакты интереса"})
     expected_from = fields.Date(metadata={"description": "ожидаемое закрытие не раньше"})
     expected_to = fields.Date(metadata={"description": "ожидаемое закрытие не позже"})
-    sort = fields.String(load_default="created", validate=validate.OneOf(SORTS), metadata={
-        "description": "по убыванию"})
+    sort = sort_field(SORTS, "-created")
     limit = _limit(50, 500)
     cursor = _cursor()
 
@@ -522,6 +523,7 @@ class TaskListQuery(Schema):
     due_from = fields.AwareDateTime(metadata={"description": "срок не раньше (с поясом)"})
     due_to = fields.AwareDateTime(metadata={"description": "срок раньше (с поясом)"})
     queue = fields.Boolean(metadata={"description": "true — неразобранные задачи отдела"})
+    sort = sort_field(["due", "created"], "due")
     limit = _limit(100, 500)
     cursor = _cursor()
 
@@ -582,6 +584,7 @@ class CalendarSchema(Schema):
 class NotificationListQuery(Schema):
     unread_only = fields.Boolean(load_default=False)
     limit = _limit(50, 500)
+    cursor = _cursor()
 
 
 class NotificationSchema(Schema):

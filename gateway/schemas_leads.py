@@ -56,6 +56,10 @@ class DistributionSchema(Schema):
     daily_cap = fields.Integer(allow_none=True, load_default=None,
                                validate=validate.Range(min=1, max=1000), metadata={
                                    "description": "интересов менеджеру в день, не больше"})
+    off_duty = fields.List(fields.UUID(), load_default=list,
+                           validate=validate.Length(max=500), metadata={
+                               "description": "менеджеры отдела, снятые с распределения "
+                                              "(не в отпуске, просто не получают интересы)"})
 
 
 class AbsenceFieldsSchema(Schema):

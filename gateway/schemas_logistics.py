@@ -9,6 +9,8 @@ ISO 8601.
 
 from marshmallow import Schema, fields, validate
 
+from .schemas import DecimalString, cursor_field, limit_field, sort_field
+
 VEHICLE_TYPES = ["curtain_sider", "flatbed", "crane"]
 OWNERSHIP = ["own", "carrier"]
 RATE_KINDS = ["per_trip", "per_km", "per_tonne"]
@@ -20,7 +22,7 @@ DAY = validate.Regexp(r"^\d{4}-\d{2}-\d{2}$", error="дата ГГГГ-ММ-ДД
 
 
 def _decimal(**kwargs) -> fields.Decimal:
-    return fields.Decimal(as_string=True, allow_nan=False, **kwargs)
+    return DecimalString(as_string=True, allow_nan=False, **kwargs)
 
 
 def _time(**kwargs) -> fields.AwareDateTime:
@@ -149,7 +151,9 @@ class TransportOrderListQuery(Schema):
     trip_id = fields.UUID()
     window_from = _time()
     window_to = _time()
-    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
+    sort = sort_field(["window_end", "window_start", "number"], "window_end")
+    limit = limit_field(100, 500)
+    cursor = cursor_field()
 
 
 class LogisticsCancelSchema(Schema):
@@ -272,7 +276,9 @@ class TripListQuery(Schema):
     day = fields.String(validate=DAY)
     vehicle_id = fields.UUID()
     driver_id = fields.UUID()
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+    sort = sort_field(["planned_start", "number"], "-planned_start")
+    limit = limit_field(100, 500)
+    cursor = cursor_field()
 
 
 class LogisticsDayQuery(Schema):

@@ -9,6 +9,8 @@ its 4xx names the field.
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from .schemas import DecimalString
+
 KPIS = ["sales", "shipments", "payments", "new_clients", "calls", "meetings"]
 MONEY_KPIS = ["sales", "payments"]
 DOCUMENT_STATES = ["draft", "confirmed", "approved", "exported"]
@@ -46,7 +48,7 @@ def _dec(description: str = "", **kwargs) -> fields.String:
 
 def _amount_in(description: str, *, required: bool = False, places: int = 2):
     kwargs = {"required": True} if required else {"allow_none": True, "load_default": None}
-    return fields.Decimal(places=places, as_string=True, allow_nan=False,
+    return DecimalString(places=places, as_string=True, allow_nan=False,
                           validate=_between(0), metadata={"description": description},
                           **kwargs)
 
@@ -154,26 +156,26 @@ class PlanImportResultSchema(Schema):
 
 class PercentRuleSchema(Schema):
     kpi = fields.String(required=True, validate=validate.OneOf(MONEY_KPIS))
-    rate = fields.Decimal(required=True, as_string=True, allow_nan=False,
+    rate = DecimalString(required=True, as_string=True, allow_nan=False,
                           validate=_between(0, 100),
                           metadata={"description": "% от факта"})
-    cap = fields.Decimal(allow_none=True, load_default=None, places=2, as_string=True,
+    cap = DecimalString(allow_none=True, load_default=None, places=2, as_string=True,
                          allow_nan=False, validate=_between(0))
 
 
 class TierSchema(Schema):
-    from_pct = fields.Decimal(required=True, as_string=True, allow_nan=False,
+    from_pct = DecimalString(required=True, as_string=True, allow_nan=False,
                               validate=_between(0, 1000),
                               metadata={"description": "порог выполнения, %"})
-    rate = fields.Decimal(required=True, as_string=True, allow_nan=False,
+    rate = DecimalString(required=True, as_string=True, allow_nan=False,
                           validate=_between(0, 100))
 
 
 class WeightSchema(Schema):
     kpi = fields.String(required=True, validate=validate.OneOf(KPIS))
-    weight = fields.Decimal(required=True, as_string=True, allow_nan=False,
+    weight = DecimalString(required=True, as_string=True, allow_nan=False,
                             validate=_between(0.0001, 100))
-    cap_pct = fields.Decimal(allow_none=True, load_default=None, as_string=True,
+    cap_pct = DecimalString(allow_none=True, load_default=None, as_string=True,
                              allow_nan=False, validate=_between(0, 1000))
 
 
@@ -182,12 +184,12 @@ class BonusSchema(Schema):
                         validate=validate.Length(min=1, max=10))
     base_kpi = fields.String(allow_none=True, load_default="sales",
                              validate=validate.OneOf(MONEY_KPIS))
-    base_amount = fields.Decimal(allow_none=True, load_default=None, places=2, as_string=True,
+    base_amount = DecimalString(allow_none=True, load_default=None, places=2, as_string=True,
                                  allow_nan=False, validate=_between(0))
     mode = fields.String(load_default="whole", validate=validate.OneOf(["whole", "marginal"]),
                          metadata={"description": "whole: ставка ступени на всю базу; "
                                                   "marginal: по диапазонам выполнения"})
-    cap = fields.Decimal(allow_none=True, load_default=None, places=2, as_string=True,
+    cap = DecimalString(allow_none=True, load_default=None, places=2, as_string=True,
                          allow_nan=False, validate=_between(0))
 
 
@@ -198,12 +200,12 @@ class PaySchemeSchema(Schema):
     name = fields.String(load_default="", validate=validate.Length(max=200))
     valid_from = DateText(required=True, metadata={"example": "2026-12-01"})
     version = fields.Integer(dump_only=True)
-    fixed = fields.Decimal(required=True, places=2, as_string=True, allow_nan=False,
+    fixed = DecimalString(required=True, places=2, as_string=True, allow_nan=False,
                            validate=_between(0))
     percentages = fields.List(fields.Nested(PercentRuleSchema), load_default=list)
     weights = fields.List(fields.Nested(WeightSchema), load_default=list)
     bonus = fields.Nested(BonusSchema, allow_none=True, load_default=None)
-    total_cap = fields.Decimal(allow_none=True, load_default=None, places=2, as_string=True,
+    total_cap = DecimalString(allow_none=True, load_default=None, places=2, as_string=True,
                                allow_nan=False, validate=_between(0))
     what_if_kpi = fields.String(load_default="sales", validate=validate.OneOf(KPIS))
     created_at = fields.String(dump_only=True, metadata={"format": "date-time"})

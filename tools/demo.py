@@ -5,8 +5,8 @@ paths people use). Idempotent: what exists is kept, what is missing is created.
 
 It loads the organisation (6 regional sales departments, their heads, managers with PBX
 extensions and mailboxes, a director and the integration accounts), clients with contacts and
-deals with their tasks and meetings. Each service adds its own part (calls, e-mails, ERP
-documents) to ``STEPS`` as it arrives.
+deals with their tasks and meetings, web forms, lead distribution, consents and a draft campaign.
+Each service adds its own part (calls, e-mails, ERP documents) to ``STEPS`` as it arrives.
 """
 
 from __future__ import annotations
@@ -72,6 +72,16 @@ class Api:
     def get(self, path: str, **params):
         return self.check(self.http.get(f"{self.base}{path}", params=params, timeout=30)).json()
 
+    def get_all(self, path: str, **params) -> list:
+        """Every item of a cursor-paged list (``{"items", "next_cursor"}``)."""
+        items, cursor = [], None
+        while True:
+            page = self.get(path, limit=500, **params, **({"cursor": cursor} if cursor else {}))
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return items
+
     def post(self, path: str, data: dict):
         return self.check(self.http.post(f"{self.base}{path}", json=data, timeout=30)).json()
 
@@ -113,7 +123,8 @@ def organisation_plan(managers_per_department: int, seed: int = 7):
 
 def load_organisation(api: Api, progress: Progress, managers_per_department: int) -> int:
     existing_departments = {d["name"]: d for d in api.get("/api/v1/departments")}
-    existing_users = {u["username"] for u in api.get("/api/v1/users", include_inactive="true")}
+    existing_users = {u["username"]
+                      for u in api.get_all("/api/v1/users", include_inactive="true")}
     plan = organisation_plan(managers_per_department)
     task = progress.add_task("организация", total=len(DEPARTMENTS) + len(plan))
     department_ids = {}
@@ -341,7 +352,8 @@ def load_logistics(api: Api, progress: Progress, managers_per_department: int) -
     ``dispatcher`` and ``driver``), a hired carrier, our vehicles and one of the carrier's. The 1C
     shipments of the ``erp`` step become transport orders by themselves (logistics consumes
     them); the dispatcher plans them at /logistics/dispatcher."""
-    existing_users = {u["username"]: u for u in api.get("/api/v1/users", include_inactive="true")}
+    existing_users = {u["username"]: u
+                      for u in api.get_all("/api/v1/users", include_inactive="true")}
     people = [("dispatcher", "Логинова Анна Сергеевна", "dispatcher"),
               ("driver.1", "Шевцов Андрей Викторович", "driver"),
               ("driver.2", "Гусев Олег Николаевич", "driver")]
@@ -438,8 +450,91 @@ def load_payroll(api: Api, progress: Progress, managers_per_department: int) -> 
     return created
 
 
+DEMO_SITE = "https://roof-demo.ru"
+DEMO_CONSENT_TEXTS = {
+    "processing": "Я согласен(на) на обработку моих персональных данных (имя, телефон, e-mail) "
+                  "ООО «Кровля-Демо» для ответа на заявку, в соответствии с 152-ФЗ.",
+    "marketing_email": "Я согласен(на) получать от ООО «Кровля-Демо» письма о новинках и "
+                       "акциях; отписаться можно по ссылке в каждом письме.",
+}
+DEMO_CONSENTS = [("zakupki@krovlya-partner.ru", "marketing_email"),
+                 ("zakupki@krovlya-partner.ru", "processing"),
+                 ("snab@metallobaza-demo.ru", "marketing_email")]
+DEMO_CAMPAIGN = "Демо: новая металлочерепица для активных клиентов"
+DEMO_SEGMENT = "Демо: активные клиенты отдела"
+
+
+def _listed(api: Api, path: str, **params) -> list:
+    """A list endpoint's items, whether it answers a plain list or cursor pages."""
+    first = api.get(path, **params)
+    return api.get_all(path, **params) if isinstance(first, dict) else first
+
+
+def load_lead_intake(api: Api, progress: Progress, managers_per_department: int) -> int:
+    """Lead intake and marketing (issue 13): the consent texts, a web form per department (the
+    ural one with round-robin distribution on), a few recorded consents, and a draft e-mail
+    campaign of the ural head over a saved segment of active clients. A re-run finds each by its
+    name (texts by version, consents by e-mail and purpose) and creates nothing."""
+    task = progress.add_task("заявки и маркетинг", total=len(DEPARTMENTS) + 6)
+    created = 0
+    texts = {}
+    for purpose, text in DEMO_CONSENT_TEXTS.items():
+        found = [t for t in _listed(api, "/api/v1/consent-texts", purpose=purpose)
+                 if t["version"] == "demo-1"]
+        texts[purpose] = found[0] if found else api.post("/api/v1/consent-texts", {
+            "purpose": purpose, "version": "demo-1", "text": text})
+        created += not found
+    progress.advance(task)
+    departments = {d["name"]: d for d in api.get("/api/v1/departments")}
+    forms = {f["name"] for f in _listed(api, "/api/v1/lead-forms")}
+    for _key, name, regions in DEPARTMENTS:
+        title = f"Заявка на расчёт кровли — {name}"
+        if title not in forms:
+            api.post("/api/v1/lead-forms", {
+                "name": title, "department_id": departments[name]["id"], "region": regions[0],
+                "allowed_origins": [DEMO_SITE],
+                "consent_text_version_id": texts["processing"]["id"]})
+            created += 1
+        progress.advance(task)
+    ural = departments[next(name for key, name, _ in DEPARTMENTS if key == "ural")]["id"]
+    path = f"/api/v1/departments/{ural}/lead-distribution"
+    if not api.get(path)["enabled"]:
+        Api.check(api.http.put(f"{api.base}{path}", json={
+            "enabled": True, "mode": "round_robin", "daily_cap": 15}, timeout=30))
+        created += 1
+    progress.advance(task)
+    for email, purpose in DEMO_CONSENTS:
+        history = _listed(api, "/api/v1/consents", email=email)
+        if not any(h["purpose"] == purpose and h["granted"] for h in history):
+            api.post("/api/v1/consents", {"email": email, "purpose": purpose,
+                                          "text_version_id": texts[purpose]["id"],
+                                          "source": "manual"})
+            created += 1
+    progress.advance(task)
+    head = Api(api.base)
+    head.login("head.ural", DEMO_PASSWORD)
+    segments = {s["name"]: s for s in _listed(head, "/api/v1/segments")}
+    segment = segments.get(DEMO_SEGMENT)
+    if segment is None:
+        segment = head.post("/api/v1/segments", {
+            "name": DEMO_SEGMENT, "filter": {"field": "status", "op": "eq", "value": "active"}})
+        created += 1
+    progress.advance(task)
+    if not any(c["name"] == DEMO_CAMPAIGN for c in head.get_all("/api/v1/campaigns")):
+        head.post("/api/v1/marketing/campaigns", {
+            "name": DEMO_CAMPAIGN, "goal": "new_product", "channels": ["email"],
+            "segment_id": segment["id"], "budget": "50000.00", "utm_campaign": "demo-tile-2026",
+            "email_subject": "Новая металлочерепица для {{ client_name }}",
+            "email_body": "Здравствуйте, {{ contact_name }}!\n\nВ продаже новая металлочерепица "
+                          "с гарантией 25 лет. Пришлём расчёт по вашему объекту."})
+        created += 1
+    progress.advance(task)
+    return created
+
+
 STEPS = [("organisation", load_organisation), ("clients", load_clients), ("deals", load_deals),
-         ("erp", load_erp_documents), ("logistics", load_logistics), ("payroll", load_payroll)]
+         ("erp", load_erp_documents), ("logistics", load_logistics), ("payroll", load_payroll),
+         ("lead_intake", load_lead_intake)]
 
 
 def main(argv=None) -> int:

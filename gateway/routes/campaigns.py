@@ -16,12 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from crm_platform.errors import NotFound
 
-from ..api import api
+from ..api import ApiRpcProxy, api
 from ..schemas_campaigns import (
     CampaignCreateSchema,
     CampaignSchema,
@@ -57,10 +56,11 @@ def _page(status: int, **values) -> Response:
 
 
 class CampaignRoutes:
-    campaigns_rpc = RpcProxy("clients")
+    campaigns_rpc = ApiRpcProxy("clients")
 
     @api("POST", "/api/v1/marketing/campaigns", body=CampaignCreateSchema,
-         response=CampaignSchema, status=201, summary="Создать кампанию (черновик)", tags=TAGS)
+         response=CampaignSchema, status=201,
+         idempotent=True, summary="Создать кампанию (черновик)", tags=TAGS)
     def create_marketing_campaign(self, request, body):
         """A draft campaign over a saved segment or a filter; sales heads and directors."""
         return 201, self.campaigns_rpc.create_campaign(_plain(body))
@@ -88,9 +88,10 @@ class CampaignRoutes:
          query=RecipientQuery, response=RecipientListSchema,
          summary="Получатели кампании со статусами", tags=TAGS)
     def marketing_campaign_recipients(self, request, campaign_id, query):
+        """By address; pass ``next_cursor`` as ``cursor`` for the next page."""
         return self.campaigns_rpc.list_campaign_recipients(
             str(campaign_id), status=query.get("status"), limit=query["limit"],
-            offset=query["offset"])
+            cursor=query.get("cursor"))
 
     # -- unsubscribe (public) ------------------------------------------------------------------
     @api("GET", "/u/<token>", public=True, summary="Страница отписки от рассылки",

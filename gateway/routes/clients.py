@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import uuid
 
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from crm_platform.errors import ValidationFailed
 
-from ..api import api
+from ..api import ApiRpcProxy, api, parse_if_match
 from ..schemas_clients import (
     ClientAuditEntrySchema,
     ClientAuditQuery,
@@ -59,28 +58,18 @@ def card_response(card: dict, status: int = 200) -> Response:
 
 
 def expected_version(request, body: dict) -> int | None:
-    """The version the caller edited: ``expected_version`` in the body or the ``If-Match`` header
-    (``"3"``, ``W/"3"`` or ``3``; ``*`` means any)."""
+    """An optional version (``If-Match`` or ``expected_version``) for actions that are not
+    updates (a stage move); updates declare ``@api(..., versioned=True)`` and must send one."""
+    header = parse_if_match(request.headers.get("If-Match"))
     given = body.get("expected_version")
-    header = request.headers.get("If-Match")
-    if header is None or header.strip() in ("", "*"):
-        return given
-    tag = header.strip()
-    if tag.startswith("W/"):
-        tag = tag[2:]
-    tag = tag.strip('"')
-    if not tag.isdigit():
-        raise ValidationFailed("Заголовок If-Match не распознан", fields={
-            "If-Match": ["версия карточки из ETag, например \"3\""]})
-    version = int(tag)
-    if given is not None and given != version:
+    if header is not None and given is not None and header != given:
         raise ValidationFailed("Версия в If-Match и в теле запроса различаются", fields={
-            "If-Match": [f"{version} ≠ expected_version {given}"]})
-    return version
+            "If-Match": [f"{header} ≠ expected_version {given}"]})
+    return header if header is not None else given
 
 
 class ClientRoutes:
-    clients_rpc = RpcProxy("clients")
+    clients_rpc = ApiRpcProxy("clients")
 
     @api("POST", "/api/v1/clients/duplicates", body=DuplicateCandidateSchema,
          response=DuplicateMatchSchema, many=True,
@@ -91,7 +80,8 @@ class ClientRoutes:
         return self.clients_rpc.find_duplicates(_plain(body))
 
     @api("POST", "/api/v1/clients", body=ClientCreateSchema, response=ClientCreatedSchema,
-         status=201, summary="Завести клиента (с проверкой дублей)", tags=TAGS)
+         status=201, other_statuses=(200,), idempotent=True,
+         summary="Завести клиента (с проверкой дублей)", tags=TAGS)
     def create_client(self, request, body):
         """201 with ``created: true`` for a new client. A duplicate of one's own client is not
         created again: 200 with ``created: false`` and the existing card. A duplicate of another
@@ -108,31 +98,34 @@ class ClientRoutes:
     @api("GET", "/api/v1/clients", query=ClientListQuery, response=ClientPageSchema,
          summary="Клиенты (свои, пул отдела, отдел или все — по роли)", tags=TAGS)
     def list_clients(self, request, query):
-        """Clients the caller may see, newest first, without contacts."""
-        filters = _plain({k: v for k, v in query.items() if k not in ("limit", "offset")})
-        page = self.clients_rpc.list_clients(filters, limit=query["limit"],
-                                             offset=query["offset"])
-        return {**page, "limit": query["limit"], "offset": query["offset"]}
+        """Clients the caller may see, without contacts, newest first unless ``sort``; pass
+        ``next_cursor`` as ``cursor`` for the next page (null: the last one)."""
+        filters = _plain({k: v for k, v in query.items()
+                          if k not in ("limit", "cursor", "sort")})
+        return self.clients_rpc.list_clients(filters, limit=query["limit"],
+                                             cursor=query.get("cursor"), sort=query["sort"])
 
     @api("GET", "/api/v1/clients/<uuid:client_id>", response=ClientCardSchema,
-         summary="Карточка клиента с контактами", tags=TAGS)
+         etag=True, summary="Карточка клиента с контактами", tags=TAGS)
     def get_client(self, request, client_id):
         """The card with contacts; the read is written to the audit log. ``ETag`` is the card's
         version."""
         return card_response(self.clients_rpc.get_client(str(client_id)))
 
     @api("PATCH", "/api/v1/clients/<uuid:client_id>", body=ClientUpdateSchema,
-         response=ClientCardSchema, summary="Изменить карточку клиента", tags=TAGS)
-    def update_client(self, request, client_id, body):
-        """Only the given fields change. With ``expected_version`` (or ``If-Match``) an edit of a
-        card someone changed meanwhile is refused: 409 ``stale_version``."""
-        version = expected_version(request, body)
+         response=ClientCardSchema, versioned=True, summary="Изменить карточку клиента",
+         tags=TAGS)
+    def update_client(self, request, client_id, body, version):
+        """Only the given fields change. ``If-Match`` (the card's ``ETag``) or
+        ``expected_version`` is required (428 without); an edit of a card someone changed
+        meanwhile is refused: 412 ``precondition_failed``."""
         changes = _plain({k: v for k, v in body.items() if k != "expected_version"})
         return card_response(self.clients_rpc.update_client(
             str(client_id), changes, expected_version=version))
 
     @api("POST", "/api/v1/clients/<uuid:client_id>/contacts", body=ClientContactCreateSchema,
-         response=ClientContactSchema, status=201, summary="Добавить контактное лицо",
+         response=ClientContactSchema, status=201, idempotent=True,
+         summary="Добавить контактное лицо",
          tags=TAGS)
     def add_client_contact(self, request, client_id, body):
         """A contact's phones and e-mails must not belong to another client (409)."""

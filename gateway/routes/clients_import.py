@@ -102,7 +102,7 @@ class ImportReportSchema(Schema):
 class ClientImportRoutes:
     @api("POST", "/api/v1/clients/import", body=ClientImportSchema, response=ImportReportSchema,
          max_body_bytes=MAX_IMPORT_BODY_BYTES,
-         summary="Импорт клиентов и контактов из Excel/CSV", tags=["clients"])
+         idempotent=True, summary="Импорт клиентов и контактов из Excel/CSV", tags=["clients"])
     def import_clients(self, request, body):
         """Validate and normalise every row, check it against the client base and the rows above
         it, and create, merge (into one's own client) or refuse it with the reason (another

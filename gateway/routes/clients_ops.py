@@ -13,10 +13,10 @@ import base64
 from urllib.parse import quote
 
 from marshmallow import Schema, fields, validate
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
-from ..api import api
+from ..api import ApiRpcProxy, api
+from ..schemas import cursor_field, limit_field, page_of
 from ..schemas_clients import CLIENT_STATUSES, ClientCardSchema, ClientSummarySchema
 from .clients import card_response
 
@@ -119,7 +119,8 @@ class CampaignStartSchema(Schema):
 
 
 class CampaignListQuery(Schema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    limit = limit_field(50, 500)
+    cursor = cursor_field()
 
 
 class ExportRequestSchema(Schema):
@@ -237,7 +238,7 @@ def file_response(result: dict) -> Response:
 
 
 class ClientOperationsRoutes:
-    clients_ops_rpc = RpcProxy("clients")
+    clients_ops_rpc = ApiRpcProxy("clients")
 
     # -- hand-over and merge --------------------------------------------------------------------
     @api("POST", "/api/v1/clients/handover", body=HandoverRequestSchema,
@@ -268,7 +269,8 @@ class ClientOperationsRoutes:
         return self.clients_ops_rpc.list_segments()
 
     @api("POST", "/api/v1/segments", body=SegmentSaveSchema, response=SegmentSchema,
-         status=201, summary="Сохранить сегмент (фильтр клиентов под именем)", tags=TAGS)
+         status=201,
+         idempotent=True, summary="Сохранить сегмент (фильтр клиентов под именем)", tags=TAGS)
     def save_segment(self, request, body):
         """A new segment (201), or with ``segment_id`` the new name and filter of one's segment
         (200). The filter is checked first: 422 names the field at fault."""
@@ -315,14 +317,18 @@ class ClientOperationsRoutes:
         return self.clients_ops_rpc.recompute_dormant()
 
     # -- reactivation campaigns -----------------------------------------------------------------
-    @api("GET", "/api/v1/campaigns", query=CampaignListQuery, response=CampaignSummarySchema,
-         many=True, summary="Кампании реактивации (руководитель отдела, директор)", tags=TAGS)
+    @api("GET", "/api/v1/campaigns", query=CampaignListQuery,
+         response=page_of(CampaignSummarySchema),
+         summary="Кампании реактивации (руководитель отдела, директор)", tags=TAGS)
     def list_campaigns(self, request, query):
-        """Newest first, with counts; a sales head sees the own campaigns."""
-        return self.clients_ops_rpc.list_campaigns(limit=query["limit"])
+        """Newest first, with counts; a sales head sees the own campaigns. Pass
+        ``next_cursor`` as ``cursor`` for the next page."""
+        return self.clients_ops_rpc.page_campaigns(limit=query["limit"],
+                                                   cursor=query.get("cursor"))
 
     @api("POST", "/api/v1/campaigns", body=CampaignStartSchema, response=CampaignStartedSchema,
-         status=201, summary="Запустить кампанию реактивации по сегменту", tags=TAGS)
+         status=201,
+         idempotent=True, summary="Запустить кампанию реактивации по сегменту", tags=TAGS)
     def start_campaign(self, request, body):
         """Every visible client of the filter (or segment) becomes a target and its owner gets a
         task to call back within ``due_in_days``. No clients: 422 ``empty_campaign``."""

@@ -15,12 +15,11 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from crm_platform.errors import ValidationFailed
 
-from ..api import api
+from ..api import ApiRpcProxy, api
 from ..schemas_deals import (
     STAGE_CODE,
     DealClientSchema,
@@ -106,10 +105,12 @@ def funnel_view(funnel: dict) -> dict:
 
 
 class DealRoutes:
-    deals_rpc = RpcProxy("deals")
+    deals_rpc = ApiRpcProxy("deals")
 
     # -- registering and reading ----------------------------------------------------------------
     @api("POST", "/api/v1/deals", body=DealCreateSchema, response=DealCreatedSchema, status=201,
+         other_statuses=(200,),
+         idempotent=True,
          summary="Зарегистрировать сделку (интерес) при первом обращении", tags=TAGS)
     def create_deal(self, request, body):
         """With ``client_id`` the deal is the client's; without, the lead's contacts (``lead``:
@@ -130,29 +131,33 @@ class DealRoutes:
     @api("GET", "/api/v1/deals", query=DealListQuery, response=DealPageSchema,
          summary="Сделки (свои, отдела или все — по роли), постранично", tags=TAGS)
     def list_deals(self, request, query):
-        """Newest first by ``sort`` (created, updated, expected_close, amount), with a cursor:
+        """Newest first, or by ``sort`` (created, updated, expected_close, amount; ``-`` for
+        descending), with a cursor:
         pass ``next_cursor`` for the next page. ``stalled: true`` marks deals longer in their
         stage than its limit."""
         filters = to_rpc({k: v for k, v in query.items() if k not in ("limit", "cursor")})
+        filters["descending"] = filters["sort"].startswith("-")
+        filters["sort"] = filters["sort"].lstrip("-")
         stages = stages_of(request)
         if stages:
             filters["stage"] = stages
         return self.deals_rpc.list_deals(filters, limit=query["limit"],
                                          cursor=query.get("cursor"))
 
-    @api("GET", "/api/v1/deals/<uuid:deal_id>", response=DealSchema, summary="Карточка сделки",
-         tags=TAGS)
+    @api("GET", "/api/v1/deals/<uuid:deal_id>", response=DealSchema, etag=True,
+         summary="Карточка сделки", tags=TAGS)
     def get_deal(self, request, deal_id):
         """The deal with its stage, ERP sums and payment status, and the number of open tasks.
         ``ETag`` is the deal's version."""
         return deal_response(self.deals_rpc.get_deal(str(deal_id)))
 
     @api("PATCH", "/api/v1/deals/<uuid:deal_id>", body=DealUpdateSchema, response=DealSchema,
+         versioned=True,
          summary="Изменить сделку (сумма, объём, сроки, вероятность, заметки)", tags=TAGS)
-    def update_deal(self, request, deal_id, body):
-        """Only the given fields change. With ``expected_version`` (or ``If-Match``) an edit of a
-        deal someone changed meanwhile is refused: 409 ``stale_version``."""
-        version = expected_version(request, body)
+    def update_deal(self, request, deal_id, body, version):
+        """Only the given fields change. ``If-Match`` (the deal's ``ETag``) or
+        ``expected_version`` is required (428 without); an edit of a deal someone changed
+        meanwhile is refused: 412 ``precondition_failed``."""
         changes = to_rpc({k: v for k, v in body.items() if k != "expected_version"})
         return deal_response(self.deals_rpc.update_deal(str(deal_id), changes,
                                                         expected_version=version))
@@ -219,7 +224,8 @@ class DealRoutes:
                                             cursor=query.get("cursor"))
 
     @api("POST", "/api/v1/deals/<uuid:deal_id>/notes", body=DealNoteSchema,
-         response=DealTimelineItemSchema, status=201, summary="Добавить заметку в ленту сделки",
+         response=DealTimelineItemSchema, status=201,
+         idempotent=True, summary="Добавить заметку в ленту сделки",
          tags=TAGS)
     def add_deal_note(self, request, deal_id, body):
         return 201, self.deals_rpc.add_note(str(deal_id), body["text"])
@@ -238,14 +244,14 @@ class DealRoutes:
         won deals over 12 months) and which is in use."""
         return [funnel_view(f) for f in self.deals_rpc.list_funnels()]
 
-    @api("GET", "/api/v1/funnels/<uuid:funnel_id>", response=FunnelSchema,
+    @api("GET", "/api/v1/funnels/<uuid:funnel_id>", response=FunnelSchema, etag=True,
          summary="Настройки воронки", tags=FUNNEL_TAGS)
     def get_funnel(self, request, funnel_id):
         return versioned_response(FunnelSchema,
                                   funnel_view(self.deals_rpc.get_funnel(str(funnel_id))))
 
     @api("POST", "/api/v1/funnels", body=FunnelSaveSchema, response=FunnelSchema, status=201,
-         summary="Создать воронку (администратор, директор)", tags=FUNNEL_TAGS)
+         idempotent=True, summary="Создать воронку (администратор, директор)", tags=FUNNEL_TAGS)
     def create_funnel(self, request, body):
         """Manual stages as given; the 1C ladder and ``lost`` are added (with their defaults
         unless given)."""
@@ -256,12 +262,12 @@ class DealRoutes:
     @api("PUT", "/api/v1/funnels/<uuid:funnel_id>", body=FunnelSaveSchema,
          response=FunnelSchema,
          summary="Изменить этапы, вероятности, лимиты и задачи воронки (администратор, директор)",
-         tags=FUNNEL_TAGS)
-    def save_funnel(self, request, funnel_id, body):
+         versioned=True, tags=FUNNEL_TAGS)
+    def save_funnel(self, request, funnel_id, body, version):
         """Open deals keep their stage (a manual stage with open deals cannot be removed: 409
-        ``stage_in_use``); deadlines follow changed limits. ``expected_version`` or ``If-Match``
-        refuses an edit of settings changed meanwhile (409 ``stale_version``)."""
-        version = expected_version(request, body)
+        ``stage_in_use``); deadlines follow changed limits. ``If-Match`` (the funnel's ``ETag``)
+        or ``expected_version`` is required (428 without); an edit of settings changed meanwhile
+        is refused: 412 ``precondition_failed``."""
         data = to_rpc(body)
         return versioned_response(FunnelSchema, funnel_view(self.deals_rpc.save_funnel(
             str(funnel_id), data["name"], data["stages"], expected_version=version)))

@@ -8,9 +8,8 @@ the sales head's (403 otherwise).
 
 from __future__ import annotations
 
-from nameko.rpc import RpcProxy
-
-from ..api import api
+from ..api import ApiRpcProxy, api
+from ..schemas import page_of
 from ..schemas_deals import (
     CalendarQuery,
     CalendarSchema,
@@ -27,7 +26,6 @@ from ..schemas_deals import (
     TaskSchema,
     TaskUpdateSchema,
 )
-from .clients import expected_version
 from .deals import to_rpc, versioned_response
 
 TAGS = ["tasks"]
@@ -39,11 +37,11 @@ def task_response(task: dict, status: int = 200):
 
 
 class DealTaskRoutes:
-    deals_tasks_rpc = RpcProxy("deals")
+    deals_tasks_rpc = ApiRpcProxy("deals")
 
     # -- tasks ----------------------------------------------------------------------------------
     @api("POST", "/api/v1/tasks", body=TaskCreateSchema, response=TaskSchema, status=201,
-         summary="Создать задачу, звонок или встречу", tags=TAGS)
+         idempotent=True, summary="Создать задачу, звонок или встречу", tags=TAGS)
     def create_task(self, request, body):
         """For oneself or (a sales head) for a manager of the department; on a deal, a client or
         on its own. A meeting has ``starts_at`` (and ``ends_at``, by default an hour later);
@@ -53,12 +51,13 @@ class DealTaskRoutes:
     @api("GET", "/api/v1/tasks", query=TaskListQuery, response=TaskPageSchema,
          summary="Задачи (свои, очередь и задачи отдела — по роли), постранично", tags=TAGS)
     def list_tasks(self, request, query):
-        """Soonest due first; pass ``next_cursor`` for the next page."""
+        """Soonest due first unless ``sort`` (due, created; ``-`` for descending); pass
+        ``next_cursor`` for the next page."""
         filters = to_rpc({k: v for k, v in query.items() if k not in ("limit", "cursor")})
         return self.deals_tasks_rpc.list_tasks(filters, limit=query["limit"],
                                                cursor=query.get("cursor"))
 
-    @api("GET", "/api/v1/tasks/<uuid:task_id>", response=TaskSchema, summary="Задача",
+    @api("GET", "/api/v1/tasks/<uuid:task_id>", response=TaskSchema, etag=True, summary="Задача",
          tags=TAGS)
     def get_task(self, request, task_id):
         """``ETag`` is the task's version."""
@@ -66,11 +65,11 @@ class DealTaskRoutes:
 
     @api("PATCH", "/api/v1/tasks/<uuid:task_id>", body=TaskUpdateSchema, response=TaskSchema,
          summary="Изменить задачу (срок, время встречи, место; руководитель — исполнителя)",
-         tags=TAGS)
-    def update_task(self, request, task_id, body):
-        """Only open tasks; with ``expected_version`` (or ``If-Match``) an edit of a task changed
-        meanwhile is refused (409 ``stale_version``)."""
-        version = expected_version(request, body)
+         versioned=True, tags=TAGS)
+    def update_task(self, request, task_id, body, version):
+        """Only open tasks. ``If-Match`` (the task's ``ETag``) or ``expected_version`` is
+        required (428 without); an edit of a task changed meanwhile is refused: 412
+        ``precondition_failed``."""
         changes = to_rpc({k: v for k, v in body.items() if k != "expected_version"})
         return task_response(self.deals_tasks_rpc.update_task(str(task_id), changes,
                                                               expected_version=version))
@@ -101,12 +100,14 @@ class DealTaskRoutes:
 
     # -- notifications --------------------------------------------------------------------------
     @api("GET", "/api/v1/notifications", query=NotificationListQuery,
-         response=NotificationSchema, many=True, summary="Мои уведомления", tags=TAGS)
+         response=page_of(NotificationSchema), summary="Мои уведомления (постранично)",
+         tags=TAGS)
     def list_notifications(self, request, query):
         """Newest first: deals routed or handed over, tasks given, overdue tasks and stalled
-        deals (the sales head gets the department's)."""
-        return self.deals_tasks_rpc.list_notifications(unread_only=query["unread_only"],
-                                                       limit=query["limit"])
+        deals (the sales head gets the department's). ``next_cursor`` for the next page."""
+        return self.deals_tasks_rpc.page_notifications(unread_only=query["unread_only"],
+                                                       limit=query["limit"],
+                                                       cursor=query.get("cursor"))
 
     @api("POST", "/api/v1/notifications/read", body=NotificationsReadSchema,
          response=NotificationsReadResultSchema, summary="Отметить уведомления прочитанными",

@@ -12,12 +12,12 @@ import base64
 import json
 
 from marshmallow import Schema, fields, validate
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from crm_platform.errors import ValidationFailed
 
-from ..api import api
+from ..api import ApiRpcProxy, api
+from ..schemas import cursor_field, limit_field, page_of
 
 TAGS = ["erp"]
 MAX_MESSAGE_BYTES = 20 * 1024 * 1024
@@ -52,7 +52,8 @@ class QuarantineEntrySchema(Schema):
 class QuarantineQuery(Schema):
     status = fields.String(load_default="open",
                            validate=validate.OneOf(["open", "redriven", "dismissed"]))
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+    limit = limit_field(100, 500)
+    cursor = cursor_field()
 
 
 class ReconciliationQuery(Schema):
@@ -61,7 +62,7 @@ class ReconciliationQuery(Schema):
 
 
 class ErpRoutes:
-    erp_rpc = RpcProxy("erp_bridge")
+    erp_rpc = ApiRpcProxy("erp_bridge")
 
     @api("POST", "/api/v1/erp/enterprise-data", response=ReceiptSchema,
          max_body_bytes=MAX_MESSAGE_BYTES,
@@ -90,10 +91,13 @@ class ErpRoutes:
             response.headers["X-Received-No"] = str(receipt["received_no"])
         return response
 
-    @api("GET", "/api/v1/erp/quarantine", query=QuarantineQuery, response=QuarantineEntrySchema,
-         many=True, summary="Карантин сообщений 1С (администратор)", tags=TAGS)
+    @api("GET", "/api/v1/erp/quarantine", query=QuarantineQuery,
+         response=page_of(QuarantineEntrySchema),
+         summary="Карантин сообщений 1С (администратор), постранично", tags=TAGS)
     def list_erp_quarantine(self, request, query):
-        return self.erp_rpc.list_quarantine(query["status"], limit=query["limit"])
+        """Newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
+        return self.erp_rpc.page_quarantine(query["status"], limit=query["limit"],
+                                            cursor=query.get("cursor"))
 
     @api("POST", "/api/v1/erp/quarantine/<int:entry_id>/redrive", response=ReceiptSchema,
          summary="Повторить приём сообщения из карантина", tags=TAGS)

@@ -18,13 +18,12 @@ from urllib.parse import parse_qsl
 
 from markupsafe import Markup
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from crm_platform.errors import DomainError, NotFound, QuotaExceeded, ValidationFailed
 from crm_platform.web import http
 
-from ..api import api, problem_for
+from ..api import ApiRpcProxy, api, problem_for
 from ..pages import PAGES
 from ..schemas_leads import (
     AbsenceCreateSchema,
@@ -98,9 +97,9 @@ def _with_retry_after(response: Response, exc: Exception) -> Response:
 
 
 class LeadRoutes:
-    lead_deals = RpcProxy("deals")
-    lead_clients = RpcProxy("clients")
-    lead_directory = RpcProxy("directory")
+    lead_deals = ApiRpcProxy("deals")
+    lead_clients = ApiRpcProxy("clients")
+    lead_directory = ApiRpcProxy("directory")
     lead_config = Config()
 
     def _client_ip(self, request) -> str | None:
@@ -204,7 +203,7 @@ class LeadRoutes:
         return self.lead_deals.list_forms()
 
     @api("POST", "/api/v1/lead-forms", body=LeadFormCreateSchema, response=LeadFormSchema,
-         status=201, summary="Создать веб-форму", tags=FORM_TAGS)
+         status=201, idempotent=True, summary="Создать веб-форму", tags=FORM_TAGS)
     def create_lead_form(self, request, body):
         """A new form with a random public key: its page is ``/forms/<key>``, the script to put
         on a site ``<script src="/forms/<key>/embed.js"></script>``."""
@@ -240,7 +239,8 @@ class LeadRoutes:
                                                  q.get("since"))
 
     @api("POST", "/api/v1/users/<uuid:user_id>/absences", body=AbsenceCreateSchema,
-         response=AbsenceSchema, status=201, summary="Отпуск, больничный, командировка",
+         response=AbsenceSchema, status=201,
+         idempotent=True, summary="Отпуск, больничный, командировка",
          tags=DISTRIBUTION_TAGS)
     def add_absence(self, request, user_id, body):
         """Leads are not given to a person on the days of an absence."""
@@ -255,7 +255,7 @@ class LeadRoutes:
 
     # -- consents ---------------------------------------------------------------------------------
     @api("POST", "/api/v1/consents", body=ConsentRecordSchema, response=ConsentSchema,
-         status=201, summary="Зафиксировать согласие", tags=CONSENT_TAGS)
+         status=201, idempotent=True, summary="Зафиксировать согласие", tags=CONSENT_TAGS)
     def record_consent(self, request, body):
         """A consent given (152-FZ processing, marketing e-mail or calls) with the text version,
         time, source, IP and user agent."""
@@ -279,7 +279,8 @@ class LeadRoutes:
         return self.lead_clients.consent_texts(query.get("purpose"))
 
     @api("POST", "/api/v1/consent-texts", body=ConsentTextCreateSchema,
-         response=ConsentTextSchema, status=201, summary="Новая версия текста согласия",
+         response=ConsentTextSchema, status=201,
+         idempotent=True, summary="Новая версия текста согласия",
          tags=CONSENT_TAGS)
     def add_consent_text(self, request, body):
         """Admin; a version is never edited — a changed text is a new version."""

@@ -15,13 +15,13 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from crm_platform.errors import DomainError, ValidationFailed
 
-from ..api import api
+from ..api import ApiRpcProxy, api
 from ..pages import page, render, safe_next, see_other
+from ..schemas import page_of
 from ..schemas_logistics import (
     CarrierSchema,
     DealDeliveriesSchema,
@@ -73,8 +73,8 @@ def _photo_bytes(request, limit: int = MAX_PHOTO_BYTES) -> bytes:
 
 
 class LogisticsRoutes:
-    logistics_rpc = RpcProxy("logistics")
-    logistics_deals_rpc = RpcProxy("deals")
+    logistics_rpc = ApiRpcProxy("logistics")
+    logistics_deals_rpc = ApiRpcProxy("deals")
     logistics_config = Config()
 
     # -- fleet ----------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ class LogisticsRoutes:
         return self.logistics_rpc.list_carriers(query["include_inactive"])
 
     @api("POST", "/api/v1/logistics/carriers", body=CarrierSchema, response=CarrierSchema,
-         status=201, summary="Добавить перевозчика (диспетчер)", tags=TAGS)
+         status=201, idempotent=True, summary="Добавить перевозчика (диспетчер)", tags=TAGS)
     def create_carrier(self, request, body):
         """Rates: ``per_trip`` (a sum per trip), ``per_km``, ``per_tonne``."""
         return 201, self.logistics_rpc.save_carrier(to_rpc(body))
@@ -100,7 +100,7 @@ class LogisticsRoutes:
         return self.logistics_rpc.list_vehicles(query["include_inactive"])
 
     @api("POST", "/api/v1/logistics/vehicles", body=VehicleSchema, response=VehicleSchema,
-         status=201, summary="Добавить машину (диспетчер)", tags=TAGS)
+         status=201, idempotent=True, summary="Добавить машину (диспетчер)", tags=TAGS)
     def create_vehicle(self, request, body):
         """Own vehicles need ``per_km_rate`` and ``per_hour_rate``; hired ones a carrier. The
         plate is normalised (``а 123 вс 77`` → ``А123ВС77``) and unique (409)."""
@@ -117,7 +117,7 @@ class LogisticsRoutes:
         return self.logistics_rpc.list_drivers(query["include_inactive"])
 
     @api("POST", "/api/v1/logistics/drivers", body=DriverSchema, response=DriverSchema,
-         status=201, summary="Добавить водителя (диспетчер)", tags=TAGS)
+         status=201, idempotent=True, summary="Добавить водителя (диспетчер)", tags=TAGS)
     def create_driver(self, request, body):
         """``user_id``: the driver's own login (role ``driver``) for the driver page."""
         return 201, self.logistics_rpc.save_driver(to_rpc(body))
@@ -140,15 +140,18 @@ class LogisticsRoutes:
 
     # -- transport orders -----------------------------------------------------------------------
     @api("GET", "/api/v1/logistics/orders", query=TransportOrderListQuery,
-         response=TransportOrderSchema, many=True, summary="Транспортные заявки", tags=TAGS)
+         response=page_of(TransportOrderSchema), summary="Транспортные заявки (постранично)",
+         tags=TAGS)
     def list_transport_orders(self, request, query):
-        """Filter by status, region, client, deal, trip, window; soonest window end first."""
-        filters = to_rpc({k: v for k, v in query.items() if k != "limit"})
-        return self.logistics_rpc.list_transport_orders(filters, limit=query["limit"])
+        """Filter by status, region, client, deal, trip, window; soonest window end first unless
+        ``sort``; pass ``next_cursor`` as ``cursor`` for the next page."""
+        filters = to_rpc({k: v for k, v in query.items() if k not in ("limit", "cursor", "sort")})
+        return self.logistics_rpc.page_transport_orders(
+            filters, limit=query["limit"], cursor=query.get("cursor"), sort=query["sort"])
 
     @api("POST", "/api/v1/logistics/orders", body=TransportOrderCreateSchema,
          response=TransportOrderSchema, status=201,
-         summary="Транспортная заявка вручную (диспетчер)", tags=TAGS)
+         idempotent=True, summary="Транспортная заявка вручную (диспетчер)", tags=TAGS)
     def create_transport_order(self, request, body):
         """Orders from 1C shipments appear by themselves; this is for the rest."""
         return 201, self.logistics_rpc.create_transport_order(to_rpc(body))
@@ -177,14 +180,17 @@ class LogisticsRoutes:
         is booked; create the trips you accept."""
         return self.logistics_rpc.propose_trips(query.get("day"), query.get("region"))
 
-    @api("GET", "/api/v1/logistics/trips", query=TripListQuery, response=TripSchema, many=True,
-         summary="Рейсы", tags=TAGS)
+    @api("GET", "/api/v1/logistics/trips", query=TripListQuery, response=page_of(TripSchema),
+         summary="Рейсы (постранично)", tags=TAGS)
     def list_trips(self, request, query):
-        filters = to_rpc({k: v for k, v in query.items() if k != "limit"})
-        return self.logistics_rpc.list_trips(filters, limit=query["limit"])
+        """Newest planned start first unless ``sort``; ``next_cursor`` for the next page."""
+        filters = to_rpc({k: v for k, v in query.items() if k not in ("limit", "cursor", "sort")})
+        return self.logistics_rpc.page_trips(filters, limit=query["limit"],
+                                             cursor=query.get("cursor"), sort=query["sort"])
 
     @api("POST", "/api/v1/logistics/trips", body=TripCreateSchema, response=TripSchema,
-         status=201, summary="Создать рейс (из предложения или вручную; диспетчер)", tags=TAGS)
+         status=201,
+         idempotent=True, summary="Создать рейс (из предложения или вручную; диспетчер)", tags=TAGS)
     def create_trip(self, request, body):
         """The freight cost is computed (own: km and hours; hired: the carrier's rate) and split
         over the orders by weight in kopecks, the remainder to the heaviest."""
@@ -214,6 +220,7 @@ class LogisticsRoutes:
 
     @api("POST", "/api/v1/logistics/stops/<uuid:stop_id>/delivery-note",
          response=DeliveryNoteSchema, status=201, max_body_bytes=MAX_PHOTO_BYTES,
+         idempotent=True,
          summary="Фото подписанной накладной: тело — JPEG, PNG или WebP до 8 МБ", tags=TAGS)
     def upload_delivery_note(self, request, stop_id):
         """The image is the raw request body; its type is recognised from its bytes."""

@@ -13,10 +13,9 @@ import base64
 import uuid
 from urllib.parse import quote
 
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
-from ..api import api
+from ..api import ApiRpcProxy, api
 from ..schemas_mail import (
     DeletedSchema,
     MailboxCreateSchema,
@@ -40,7 +39,7 @@ def _plain(values: dict) -> dict:
 
 
 class MailRoutes:
-    mail_rpc = RpcProxy("mail")
+    mail_rpc = ApiRpcProxy("mail")
 
     # -- mailboxes --------------------------------------------------------------------------------
     @api("GET", "/api/v1/mail/mailboxes", response=MailboxSchema, many=True,
@@ -50,7 +49,7 @@ class MailRoutes:
         return self.mail_rpc.list_mailboxes()
 
     @api("POST", "/api/v1/mail/mailboxes", body=MailboxCreateSchema, response=MailboxSchema,
-         status=201, summary="Подключить почтовый ящик (IMAP/SMTP)", tags=TAGS)
+         status=201, idempotent=True, summary="Подключить почтовый ящик (IMAP/SMTP)", tags=TAGS)
     def create_mailbox(self, request, body):
         """The admin connects any mailbox; a user their own personal one. The password is not
         sent: ``secret_ref`` names the environment variable that holds it."""
@@ -90,7 +89,7 @@ class MailRoutes:
                                            cursor=query.get("cursor"))
 
     @api("POST", "/api/v1/mail/messages", body=SendSchema, response=MessageSchema, status=201,
-         summary="Отправить письмо из CRM (SMTP ящика менеджера)", tags=TAGS)
+         idempotent=True, summary="Отправить письмо из CRM (SMTP ящика менеджера)", tags=TAGS)
     def send_message(self, request, body):
         """Sent over SMTP with the mailbox's credentials and recorded at once as outbound (not
         doubled when its copy appears in Sent). 409 ``smtp_failed`` when the server refuses."""

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import re
 
-from nameko.rpc import RpcProxy
-
 from crm_platform.errors import ValidationFailed
 
-from ..api import api
+from ..api import ApiRpcProxy, api
 from ..schemas_payroll import (
     CommentCreateSchema,
     ComputeDocumentsSchema,
@@ -56,7 +54,7 @@ def _str(value):
 
 
 class PayrollRoutes:
-    payroll_rpc = RpcProxy("payroll")
+    payroll_rpc = ApiRpcProxy("payroll")
 
     # -- plans --------------------------------------------------------------------------------
     @api("GET", "/api/v1/payroll/plans", query=PlansQuery, response=PlansOverviewSchema,
@@ -92,7 +90,7 @@ class PayrollRoutes:
 
     @api("POST", "/api/v1/payroll/plans/<month>/import", body=PlanImportSchema,
          response=PlanImportResultSchema, max_body_bytes=8 * 1024 * 1024,
-         summary="Загрузить планы из XLSX", tags=["payroll"])
+         idempotent=True, summary="Загрузить планы из XLSX", tags=["payroll"])
     def import_plans(self, request, month, body):
         """All rows or none: any bad row refuses the file with 422, `rows` listing each row's
         number and its errors (field, column, value, reasons)."""
@@ -106,7 +104,8 @@ class PayrollRoutes:
         return self.payroll_rpc.list_schemes(query["position"])
 
     @api("POST", "/api/v1/payroll/schemes", body=PaySchemeSchema, response=PaySchemeSchema,
-         status=201, summary="Новая версия схемы оплаты (admin, director)", tags=["payroll"])
+         status=201,
+         idempotent=True, summary="Новая версия схемы оплаты (admin, director)", tags=["payroll"])
     def create_scheme_version(self, request, body):
         """A new version of a position's scheme, valid from `valid_from` (a month's first day).
         Documents computed with an older version are never altered by it."""
@@ -180,7 +179,7 @@ class PayrollRoutes:
 
     @api("POST", "/api/v1/payroll/documents/<uuid:document_id>/comments",
          body=CommentCreateSchema, response=DocumentSchema, status=201,
-         summary="Комментарий к документу", tags=["payroll"])
+         idempotent=True, summary="Комментарий к документу", tags=["payroll"])
     def comment_document(self, request, document_id, body):
         """Anyone who may see the document."""
         return 201, self.payroll_rpc.comment_document(str(document_id), body["text"])

@@ -7,9 +7,7 @@ records and audits it. ``GET /api/v1/privacy/requests`` lists the requests (pers
 
 from __future__ import annotations
 
-from nameko.rpc import RpcProxy
-
-from ..api import api
+from ..api import ApiRpcProxy, api
 from ..schemas_campaigns import PrivacyListQuery, PrivacyRequestSchema, PrivacyRequestSummarySchema
 from .clients_ops import file_response
 
@@ -17,9 +15,10 @@ TAGS = ["privacy"]
 
 
 class PrivacyRoutes:
-    privacy_rpc = RpcProxy("clients")
+    privacy_rpc = ApiRpcProxy("clients")
 
     @api("POST", "/api/v1/privacy/requests", body=PrivacyRequestSchema,
+         idempotent=True,
          summary="Выгрузить или удалить персональные данные человека (152-ФЗ)", tags=TAGS)
     def create_privacy_request(self, request, body):
         """``kind`` export or erase; the person by ``email``, ``phone`` or ``contact_id``.

@@ -7,16 +7,15 @@ web server or storage proxy, which checks the token. ``?format=json`` returns th
 
 from __future__ import annotations
 
-from nameko.rpc import RpcProxy
 from werkzeug.utils import redirect
 
-from ..api import api
+from ..api import ApiRpcProxy, api
 
 TAGS = ["telephony"]
 
 
 class RecordingRoutes:
-    recordings_rpc = RpcProxy("telephony")
+    recordings_rpc = ApiRpcProxy("telephony")
 
     @api("GET", "/api/v1/calls/<uuid:call_id>/recording",
          summary="Запись разговора (переадресация на короткоживущую ссылку)", tags=TAGS)

@@ -8,9 +8,7 @@ validates the query's shape and picks the representation: JSON, or a CSV/XLSX do
 
 from __future__ import annotations
 
-from nameko.rpc import RpcProxy
-
-from ..api import api
+from ..api import ApiRpcProxy, api
 from ..schemas_reports import ReportCatalogueItemSchema, ReportQuery, ReportSchema
 from .clients_ops import file_response
 
@@ -42,7 +40,7 @@ def report_params(query: dict) -> dict:
 
 
 class ReportRoutes:
-    reports_rpc = RpcProxy("reports")
+    reports_rpc = ApiRpcProxy("reports")
 
     @api("GET", "/api/v1/reports", response=ReportCatalogueItemSchema, many=True,
          summary="Каталог отчётов", tags=TAGS)

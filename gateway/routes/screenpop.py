@@ -10,7 +10,8 @@ caller's KPI widget whenever its figures move (the current widget first)::
     kpi.addEventListener("kpi", (e) => render(JSON.parse(e.data)));
 
 The token comes as usual in ``Authorization: Bearer``; a browser's ``EventSource`` cannot send
-headers, so ``?access_token=`` is taken too (checked by the same ``Authority``; keep it out of
+headers, so ``?access_token=`` is taken too, and so is the web UI's session cookie
+(``crm_session``, the same token) (checked by the same ``Authority``; keep it out of
 access logs). Each ring is ``event: ringing`` with the call and the client summary, or
 ``"unknown": true`` with the request that creates a lead; ``: ping`` comments every 15 s keep
 proxies from closing an idle stream.
@@ -28,12 +29,12 @@ import logging
 import eventlet
 from eventlet.queue import Empty
 from marshmallow import EXCLUDE, Schema, fields
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from crm_platform.identity import Caller
 
-from ..api import ApiEndpoint
+from ..api import ApiEndpoint, ApiRpcProxy
+from ..pages import SESSION_COOKIE
 from ..screenpop import CLOSED, KPI, SCREEN_POP, LiveHub, Subscription, sse_frame
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ class EventStreamEndpoint(ApiEndpoint):
     def handle_request(self, request):
         environ = request.environ
         if not environ.get("HTTP_AUTHORIZATION"):
-            token = request.args.get("access_token")
+            # The web UI's pages hold the same token in their HttpOnly session cookie (a script
+            # cannot read it to put it in the URL); a read-only stream may take it from there.
+            token = request.args.get("access_token") or request.cookies.get(SESSION_COOKIE)
             if token:
                 environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
         # eventlet's WSGI server buffers the body into 4 KiB writes by default.
@@ -115,7 +118,7 @@ def stream_response(hub: LiveHub, subscription: Subscription,
 class ScreenPopRoutes:
     live = LiveHub()
     screen_pop_caller = Caller()
-    live_payroll = RpcProxy("payroll")
+    live_payroll = ApiRpcProxy("payroll")
 
     @event_stream("GET", "/api/v1/screen-pop", query=ScreenPopQuery,
                   summary="Всплывающая карточка звонящего (Server-Sent Events)",

@@ -14,12 +14,11 @@ from __future__ import annotations
 import re
 
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from crm_platform.errors import ValidationFailed
 
-from ..api import api
+from ..api import ApiRpcProxy, api
 
 TAGS = ["telephony"]
 MAX_FORM_BYTES = 64 * 1024
@@ -39,7 +38,7 @@ def _form(request) -> dict[str, str]:
 
 
 class TelephonyWebhookRoutes:
-    telephony_rpc = RpcProxy("telephony")
+    telephony_rpc = ApiRpcProxy("telephony")
     gateway_config = Config()
 
     @api("POST", "/api/v1/telephony/mango/events/<event_type>", public=True,

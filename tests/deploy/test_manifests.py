@@ -188,6 +188,36 @@ def test_credentials_come_from_the_secrets_the_operators_create(inventory):
             f"{rabbit['metadata']['name']}-default-user"}
 
 
+def test_secrets_the_services_read_come_from_the_app_secret_and_dev_values_are_refused(
+        inventory):
+    # The services declare them (crm_platform.secrets.RequiredSecrets); nothing is forgotten.
+    assert inventory["deals"].secrets == ["FORM_TOKEN_SECRET"]
+    assert inventory["clients"].secrets == ["CAMPAIGN_UNSUBSCRIBE_SECRET"]
+    assert inventory[GATEWAY].secrets == ["JWT_SECRET"]
+    for target in OVERLAYS:
+        objects = render(target)
+        config = {k: v for m in of_kind(objects, "ConfigMap")
+                  if m["metadata"]["name"].startswith("crm-config") for k, v in m["data"].items()}
+        assert config["CRM_REFUSE_DEV_SECRETS"] == "true", target
+        for deployment in of_kind(objects, "Deployment"):
+            name = deployment["metadata"]["name"]
+            process = next(p for p in inventory.values() if p.k8s == name)
+            for container in (deployment["spec"]["template"]["spec"]["containers"][0],
+                              *deployment["spec"]["template"]["spec"].get("initContainers", [])):
+                env = {e["name"]: e for e in container.get("env", [])}
+                for secret in process.secrets:
+                    ref = env[f"CRM_{secret}"]["valueFrom"]["secretKeyRef"]
+                    # (the dev overlay's generated Secret carries kustomize's name hash)
+                    assert ref["name"].startswith("crm-app-secrets"), name
+                    assert ref["key"] == f"CRM_{secret}", name
+                    assert "optional" not in ref, name
+    # The dev overlay's throw-away secret has every key a pod needs.
+    dev = [s for s in of_kind(render("dev"), "Secret")
+           if s["metadata"]["name"].startswith("crm-app-secrets")]
+    keys = {k for secret in dev for k in secret["data"]}
+    assert {f"CRM_{n}" for p in inventory.values() for n in p.secrets} <= keys
+
+
 def test_production_spreads_the_broker_and_databases_over_nodes_and_backs_up():
     objects = render("prod")
     (rabbit,) = of_kind(objects, "RabbitmqCluster")

@@ -14,14 +14,8 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from crm_platform.testing import free_port
-from gateway.auth import TokenAuthority
-from gateway.service import GatewayService
-from gateway.tests.integration.conftest import Api
-from gateway.tests.integration.deals_system import DealsOrg
-from services.clients.service import ClientsService
-from services.deals.service import DealsService
+from gateway.tests.integration.deals_system import running_deals_org
 from services.directory.admin import ensure_admin
-from services.directory.service import DirectoryService
 
 pytestmark = pytest.mark.integration
 
@@ -30,20 +24,10 @@ pytestmark = pytest.mark.integration
 def org(container_factory, service_config, rabbit_config, service_db):
     directory_db = service_db("directory")
     ensure_admin(directory_db, "admin", "admin12345")
-    clients_db, deals_db = service_db("clients"), service_db("deals")
-    container_factory(ClientsService, service_config(db_url=clients_db)).start()
-    container_factory(DealsService, service_config(
-        db_url=deals_db, REACTION_SCAN_SECONDS=0, FORM_MIN_FILL_SECONDS=1)).start()
-    container_factory(DirectoryService, service_config(db_url=directory_db)).start()
-    config = service_config()
-    container_factory(GatewayService, config).start()
-    api = Api(f"http://{config['WEB_SERVER_ADDRESS']}")
-    org = DealsOrg(api, clients_db, deals_db, TokenAuthority(secret=config["JWT_SECRET"]),
-                   rabbit_config["AMQP_URI"])
-    org.build()
-    yield org
-    api.http.close()
-    org.dispose()
+    with running_deals_org(container_factory, service_config, rabbit_config["AMQP_URI"],
+                           service_db, directory_db,
+                           deals_config={"FORM_MIN_FILL_SECONDS": 1}) as org:
+        yield org
 
 
 @pytest.fixture

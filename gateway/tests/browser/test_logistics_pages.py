@@ -180,7 +180,7 @@ def test_dispatcher_makes_a_trip_from_the_planners_proposal(stack, browser):
     proposed.find_element(By.XPATH, ".//button[contains(., 'Создать рейс')]").click()
     settled(browser).until(
         lambda b: b.find_elements(By.CSS_SELECTOR, "#trips .trip"))
-    trips = stack.ok("GET", "/api/v1/logistics/trips", dispatcher)
+    trips = stack.ok("GET", "/api/v1/logistics/trips", dispatcher)["items"]
     assert len(trips) == 1 and trips[0]["cost"] == "7400.00"     # 100 × 50 + 4 × 600
     assert "Все заявки распределены" in browser.find_element(By.ID, "waiting").text
     assert "Запланирован" in browser.find_element(By.ID, "trips").text

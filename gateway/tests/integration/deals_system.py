@@ -7,12 +7,19 @@ published to the broker as their outbox relays would."""
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 
 from crm_platform.testing import SqlReader, publish_events, wait_for
+from gateway.auth import TokenAuthority
+from gateway.service import GatewayService
+from services.clients.service import ClientsService
+from services.deals.service import DealsService
+from services.directory.service import DirectoryService
 
 from . import test_clients_api as base
+from .conftest import Api
 
 INTEGRATION = "site"          # the integration account (web forms, telephony)
 
@@ -83,7 +90,7 @@ class DealsOrg(base.Org):
     def notifications(self, who: str, **params) -> list[dict]:
         response = self.get(who, "/api/v1/notifications", params=params)
         assert response.status_code == 200, response.text
-        return response.json()
+        return response.json()["items"]
 
     def scan(self) -> dict:
         response = self.post("admin", "/api/v1/admin/deals/scans")
@@ -105,6 +112,33 @@ class DealsOrg(base.Org):
         wait_for(lambda: self.handled(envelope), timeout=20,
                  message=f"{source}.{event_type} handled by the deals service")
         return envelope
+
+
+@contextmanager
+def running_deals_org(container_factory, service_config, amqp_uri: str, service_db,
+                      directory_db: str, deals_config: dict | None = None, more=()):
+    """Clients, deals (``deals_config`` on top of quick scan/batch settings), the services in
+    ``more`` (``[(ServiceClass, config)]``), then the directory and the gateway — the consumers
+    first, so their event queues exist before the directory publishes — and the organisation
+    built through the API: ``with running_deals_org(...) as org: ...``."""
+    clients_db, deals_db = service_db("clients"), service_db("deals")
+    container_factory(ClientsService, service_config(db_url=clients_db)).start()
+    container_factory(DealsService, service_config(db_url=deals_db, **{
+        "REACTION_SCAN_SECONDS": 0, "EVENT_BATCH_MAX_WAIT_MS": 20, **(deals_config or {})})).start()
+    for service_cls, config in more:
+        container_factory(service_cls, config).start()
+    container_factory(DirectoryService, service_config(db_url=directory_db)).start()
+    config = service_config()
+    container_factory(GatewayService, config).start()
+    api = Api(f"http://{config['WEB_SERVER_ADDRESS']}")
+    org = DealsOrg(api, clients_db, deals_db, TokenAuthority(secret=config["JWT_SECRET"]),
+                   amqp_uri)
+    try:
+        org.build()
+        yield org
+    finally:
+        api.http.close()
+        org.dispose()
 
 
 class ErpDocument:

@@ -575,11 +575,13 @@ def test_who_edits_a_managers_client(org):
     path = f"/api/v1/clients/{client['id']}"
 
     for who in ("m.ural.2", "m.volga.1", "head.volga", "admin"):
-        problem(org.patch(who, path, json={"segment": who}), 403, "client_access_denied")
+        problem(org.patch(who, path, json={"segment": who}, headers={"If-Match": '"1"'}), 403,
+                "client_access_denied")
     assert org.count("SELECT version FROM clients") == 1
 
     for version, who in enumerate(("m.ural.1", "head.ural", "director"), start=2):
-        response = org.patch(who, path, json={"segment": who})
+        response = org.patch(who, path, json={"segment": who},
+                             headers={"If-Match": f'"{version - 1}"'})
         assert response.status_code == 200, (who, response.text)
         assert (response.json()["segment"], response.json()["version"]) == (who, version)
         assert response.json()["updated_by"] == org.id(who)
@@ -593,7 +595,8 @@ def test_a_pool_client_is_read_only_for_a_manager_until_claimed(org):
     assert card.status_code == 200, card.text
     assert card.json()["read_only"] is True and card.json()["owner_id"] is None
     problem(org.patch("m.ural.1", f"/api/v1/clients/{client['id']}",
-                      json={"segment": "кровля"}), 403, "client_read_only")
+                      json={"segment": "кровля"}, headers={"If-Match": '"1"'}), 403,
+            "client_read_only")
     problem(org.post("m.ural.1", f"/api/v1/clients/{client['id']}/contacts",
                      json={"full_name": "Новый Контакт"}), 403, "client_read_only")
     contact_id = client["contacts"][0]["id"]
@@ -605,7 +608,7 @@ def test_a_pool_client_is_read_only_for_a_manager_until_claimed(org):
 
     assert org.post("m.ural.1", f"/api/v1/clients/{client['id']}/claim").status_code == 200
     edited = org.patch("m.ural.1", f"/api/v1/clients/{client['id']}",
-                       json={"segment": "кровля"})
+                       json={"segment": "кровля"}, headers={"If-Match": "*"})
     assert edited.status_code == 200, edited.text
     assert edited.json()["read_only"] is False and edited.json()["segment"] == "кровля"
     problem(org.get("m.ural.2", f"/api/v1/clients/{client['id']}"), 403, "client_access_denied")
@@ -624,8 +627,8 @@ def test_reads_and_changes_are_audited_for_the_head(org):
     client = org.create("m.ural.1", **STROYMETALL)
     assert org.get("m.ural.1", f"/api/v1/clients/{client['id']}").status_code == 200
     assert org.patch("m.ural.1", f"/api/v1/clients/{client['id']}",
-                     json={"status": "active", "website": "https://StroyMetall.ru/"}
-                     ).status_code == 200
+                     json={"status": "active", "website": "https://StroyMetall.ru/"},
+                     headers={"If-Match": '"1"'}).status_code == 200
     assert org.post("m.ural.1", f"/api/v1/clients/{client['id']}/contacts",
                     json={"full_name": "Сидоров"}).status_code == 201
     problem(org.get("m.ural.2", f"/api/v1/clients/{client['id']}"), 403)
@@ -693,17 +696,23 @@ def test_list_filters_and_the_pool(org):
     assert ids("director", q=inn(62)) == [b["id"]]
     assert ids("director", q="8 916 555-11-11") == [a["id"]]
     assert ids("m.volga.1", q="Альфа") == []
-    # Pages.
-    page = org.get("director", "/api/v1/clients", params={"limit": 2, "offset": 1}).json()
-    assert [i["id"] for i in page["items"]] == [pool["id"], c["id"]]
-    assert (page["total"], page["limit"], page["offset"]) == (5, 2, 1)
+    # Cursor pages (newest first), each with the total of the filter.
+    page = org.get("director", "/api/v1/clients", params={"limit": 2}).json()
+    assert [i["id"] for i in page["items"]] == [volga["id"], pool["id"]]
+    assert page["total"] == 5 and page["next_cursor"]
+    page = org.get("director", "/api/v1/clients",
+                   params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    assert [i["id"] for i in page["items"]] == [c["id"], b["id"]]
     item = page["items"][0]
     assert "contacts" not in item and item["department_name"] == "Уральский отдел"
+    page = org.get("director", "/api/v1/clients",
+                   params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    assert ([i["id"] for i in page["items"]], page["next_cursor"]) == ([a["id"]], None)
     assert org.get("m.ural.1", "/api/v1/clients").json()["items"][0]["read_only"] is True
     # Bad queries.
     assert error_fields(problem(org.get("director", "/api/v1/clients", params={
-        "status": "vip", "owner_id": "x", "limit": 0, "offset": -1, "colour": "red"}), 422)) == {
-        "status", "owner_id", "limit", "offset", "colour"}
+        "status": "vip", "owner_id": "x", "limit": 0, "sort": "inn", "colour": "red"}), 422)) \
+        == {"status", "owner_id", "limit", "sort", "colour"}
 
 
 # -- changing ---------------------------------------------------------------------------------
@@ -715,7 +724,8 @@ def test_update_normalises_and_validates(org):
     response = org.patch("m.ural.1", path, json={
         "phones": ["8 343 123-45-67", "+7 916 700-00-01"], "emails": ["NEW@StroyMetall.ru"],
         "full_name": "Общество с ограниченной ответственностью «Стройметалл»",
-        "addresses": [{"kind": "legal", "text": "г. Екатеринбург, ул. Ленина, 1"}]})
+        "addresses": [{"kind": "legal", "text": "г. Екатеринбург, ул. Ленина, 1"}]},
+        headers={"If-Match": '"1"'})
 
     assert response.status_code == 200, response.text
     card = response.json()
@@ -725,13 +735,14 @@ def test_update_normalises_and_validates(org):
     assert card["version"] == 2 and response.headers["ETag"] == '"2"'
     assert card["updated_by"] == org.id("m.ural.1")
 
-    bad = org.patch("m.ural.1", path, json={"inn": "7707083894", "phones": ["101"]})
+    bad = org.patch("m.ural.1", path, json={"inn": "7707083894", "phones": ["101"]},
+                    headers={"If-Match": '"2"'})
     assert error_fields(problem(bad, 422, "validation_failed")) == {"inn", "phones.0"}
-    assert error_fields(problem(org.patch("m.ural.1", path, json={"owner_id": None}), 422)) == {
-        "owner_id"}
+    assert error_fields(problem(org.patch("m.ural.1", path, json={"owner_id": None},
+                                          headers={"If-Match": '"2"'}), 422)) == {"owner_id"}
     assert org.get("m.ural.1", path).json()["version"] == 2
 
-    same = org.patch("m.ural.1", path, json={})
+    same = org.patch("m.ural.1", path, json={}, headers={"If-Match": '"2"'})
     assert same.status_code == 200 and same.json()["version"] == 2
 
 
@@ -740,7 +751,7 @@ def test_update_may_not_take_another_clients_identifiers(org):
     mine = org.create("m.ural.1", short_name="ООО «Свой»", inn=inn(72))
 
     response = org.patch("m.ural.1", f"/api/v1/clients/{mine['id']}",
-                         json={"phones": ["8 916 700 00 02"]})
+                         json={"phones": ["8 916 700 00 02"]}, headers={"If-Match": '"1"'})
 
     body = problem(response, 409, "duplicate_identifier")
     assert "Чужой" in body["detail"] and "Смирнов Олег" in body["detail"]
@@ -755,11 +766,16 @@ def test_a_stale_version_is_refused(org):
     assert first.status_code == 200, first.text
     assert first.json()["version"] == 2
 
+    # A stale version over HTTP is 412 (the service's 409 stale_version, mapped by the gateway).
     body = problem(org.patch("m.ural.1", path, json={"segment": "фасады"},
-                             headers={"If-Match": etag}), 409, "stale_version")
+                             headers={"If-Match": etag}), 412, "precondition_failed")
     assert str(body["version"]) == "2"  # nameko stringifies error arguments on the wire
     problem(org.patch("m.ural.1", path, json={"segment": "фасады", "expected_version": 1}),
-            409, "stale_version")
+            412, "precondition_failed")
+    # No version at all: 428, nothing changes.
+    missing = problem(org.patch("m.ural.1", path, json={"segment": "фасады"}), 428,
+                      "precondition_required")
+    assert error_fields(missing) == {"If-Match"}
     assert org.get("m.ural.1", path).json()["segment"] == "кровля"
 
     current = org.get("m.ural.1", path)
@@ -782,10 +798,11 @@ def test_a_stale_version_is_refused(org):
 def test_problem_extras_keep_their_json_types(org):
     client = org.create("m.ural.1", **STROYMETALL)
     path = f"/api/v1/clients/{client['id']}"
-    assert org.patch("m.ural.1", path, json={"segment": "a"}).status_code == 200
+    assert org.patch("m.ural.1", path, json={"segment": "a"},
+                     headers={"If-Match": "*"}).status_code == 200
 
     body = problem(org.patch("m.ural.1", path, json={"segment": "b", "expected_version": 1}),
-                   409, "stale_version")
+                   412, "precondition_failed")
 
     assert body["version"] == 2
 
@@ -798,8 +815,8 @@ def test_weak_and_bare_if_match_are_versions_too(org):
                      headers={"If-Match": 'W/"1"'}).status_code == 200
     assert org.patch("m.ural.1", path, json={"segment": "b"},
                      headers={"If-Match": "2"}).status_code == 200
-    problem(org.patch("m.ural.1", path, json={"segment": "c"}, headers={"If-Match": "2"}), 409,
-            "stale_version")
+    problem(org.patch("m.ural.1", path, json={"segment": "c"}, headers={"If-Match": "2"}), 412,
+            "precondition_failed")
 
 
 # -- contacts ---------------------------------------------------------------------------------

@@ -266,9 +266,10 @@ def test_head_starts_a_campaign_and_reads_its_report(org):
 
     listed = org.get("head.ural", "/api/v1/campaigns")
     assert listed.status_code == 200, listed.text
-    assert [(c["campaign_id"], c["targets"], c["reached"]) for c in listed.json()] == [
+    assert [(c["campaign_id"], c["targets"], c["reached"]) for c in listed.json()["items"]] == [
         (campaign["campaign_id"], 2, 0)]
-    assert org.get("head.volga", "/api/v1/campaigns").json() == []
+    assert org.get("head.volga", "/api/v1/campaigns").json() == {"items": [],
+                                                                 "next_cursor": None}
 
     report = org.get("head.ural", f"/api/v1/campaigns/{campaign['campaign_id']}/report")
     assert report.status_code == 200, report.text

@@ -18,14 +18,8 @@ import pytest
 
 from crm_platform.clock import clock
 from crm_platform.testing import wait_for
-from gateway.auth import TokenAuthority
-from gateway.service import GatewayService
-from services.clients.service import ClientsService
-from services.deals.service import DealsService
-from services.directory.service import DirectoryService
 
-from .conftest import Api
-from .deals_system import INTEGRATION, DealsOrg, ErpDocument
+from .deals_system import INTEGRATION, ErpDocument, running_deals_org
 from .test_api import error_fields, problem
 from .test_clients_api import inn
 
@@ -46,32 +40,11 @@ def msk(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 @pytest.fixture
-def clients_db(service_db):
-    return service_db("clients")
-
-
-@pytest.fixture
-def deals_db(service_db):
-    return service_db("deals")
-
-
-@pytest.fixture
-def org(container_factory, service_config, rabbit_config, directory_db, clients_db, deals_db):
-    # The consumers first: their event queues exist before the directory publishes.
-    container_factory(ClientsService, service_config(db_url=clients_db)).start()
-    container_factory(DealsService, service_config(
-        db_url=deals_db, REACTION_SCAN_SECONDS=0, NO_INTERACTION_DAYS=30, CALLBACK_MINUTES=30,
-        EVENT_BATCH_MAX_WAIT_MS=20)).start()
-    container_factory(DirectoryService, service_config(db_url=directory_db)).start()
-    config = service_config()
-    container_factory(GatewayService, config).start()
-    api = Api(f"http://{config['WEB_SERVER_ADDRESS']}")
-    org = DealsOrg(api, clients_db, deals_db, TokenAuthority(secret=config["JWT_SECRET"]),
-                   rabbit_config["AMQP_URI"])
-    org.build()
-    yield org
-    api.http.close()
-    org.dispose()
+def org(container_factory, service_config, rabbit_config, directory_db, service_db):
+    with running_deals_org(container_factory, service_config, rabbit_config["AMQP_URI"],
+                           service_db, directory_db, deals_config={
+                               "NO_INTERACTION_DAYS": 30, "CALLBACK_MINUTES": 30}) as org:
+        yield org
 
 
 # -- 1. registering leads ---------------------------------------------------------------------
@@ -198,9 +171,12 @@ def test_manual_moves_lost_reopen_and_the_problems_of_bad_requests(org):
     assert fetched.headers["ETag"] == f'"{deal["version"]}"'
     assert fetched.json()["open_tasks"] == 1 and fetched.json()["probability"] == 10
 
-    # Edits with a version: a stale one is refused.
+    # Edits need a version (428 without); a stale one is refused (412).
+    problem(org.patch("m.ural.1", f"/api/v1/deals/{deal['id']}", json={"amount": "1"}), 428,
+            "precondition_required")
     problem(org.patch("m.ural.1", f"/api/v1/deals/{deal['id']}", json={"amount": "1"},
-                      headers={"If-Match": f'"{deal["version"] - 1}"'}), 409, "stale_version")
+                      headers={"If-Match": f'"{deal["version"] - 1}"'}), 412,
+            "precondition_failed")
     response = org.patch("m.ural.1", f"/api/v1/deals/{deal['id']}",
                          json={"amount": "120000", "probability": 40},
                          headers={"If-Match": f'"{deal["version"]}"'})
@@ -254,6 +230,14 @@ def test_manual_moves_lost_reopen_and_the_problems_of_bad_requests(org):
     page = org.get("m.ural.1", "/api/v1/deals",
                    params={"limit": 1, "cursor": page["next_cursor"]}).json()
     assert [d["id"] for d in page["items"]] == [deal["id"]] and page["next_cursor"] is None
+    # Ascending by sort=field (descending is -field), paged the same way.
+    page = org.get("m.ural.1", "/api/v1/deals", params={"limit": 1, "sort": "created"}).json()
+    assert [d["id"] for d in page["items"]] == [deal["id"]] and page["next_cursor"]
+    rest = org.get("m.ural.1", "/api/v1/deals", params={
+        "limit": 1, "sort": "created", "cursor": page["next_cursor"]}).json()
+    assert [d["id"] for d in rest["items"]] == [other["id"]]
+    problem(org.get("m.ural.1", "/api/v1/deals", params={
+        "limit": 1, "sort": "-created", "cursor": page["next_cursor"]}), 422)
 
     # The head hands the deal over; it leaves the manager's sight.
     problem(org.put("m.ural.1", f"/api/v1/deals/{deal['id']}/owner",
@@ -434,7 +418,8 @@ def test_tasks_meetings_calendar_and_overdue_tasks(org):
     assert fetched.headers["ETag"] == f'"{manual["version"]}"'
     problem(org.get("m.ural.2", task_url), 404, "not_found")
     problem(org.patch("m.ural.1", task_url, json={"title": "x"},
-                      headers={"If-Match": '"7"'}), 409, "stale_version")
+                      headers={"If-Match": '"7"'}), 412, "precondition_failed")
+    problem(org.patch("m.ural.1", task_url, json={"title": "x"}), 428, "precondition_required")
     changed = org.patch("m.ural.1", task_url, json={"title": "Отправить образцы и КП"},
                         headers={"If-Match": f'"{manual["version"]}"'})
     assert changed.status_code == 200, changed.text
@@ -555,11 +540,17 @@ def test_a_deal_past_its_stage_limit_stalls_and_the_head_is_told(org):
     new_stages[0]["limit"] = {"amount": 4, "unit": "working_hours"}
     new_stages[1]["limit_mode"] = "learned"
     url = f"/api/v1/funnels/{funnel['id']}"
-    problem(org.put("head.ural", url, json={"name": "Основная", "stages": new_stages}), 403)
+    current = {"If-Match": f'"{funnel["version"]}"'}
+    problem(org.put("head.ural", url, json={"name": "Основная", "stages": new_stages},
+                    headers=current), 403)
+    problem(org.put("admin", url, json={"name": "Основная", "stages": new_stages}), 428,
+            "precondition_required")
     problem(org.put("admin", url, json={"name": "Основная", "stages": new_stages},
-                    headers={"If-Match": f'"{funnel["version"] + 5}"'}), 409, "stale_version")
+                    headers={"If-Match": f'"{funnel["version"] + 5}"'}), 412,
+            "precondition_failed")
     bad = [dict(new_stages[0], limit={"amount": 0, "unit": "fortnights"}), *new_stages[1:]]
-    body = problem(org.put("admin", url, json={"name": "Основная", "stages": bad}), 422)
+    body = problem(org.put("admin", url, json={"name": "Основная", "stages": bad},
+                           headers=current), 422)
     assert error_fields(body) == {"stages.0.limit.amount", "stages.0.limit.unit"}
     saved = org.put("admin", url, json={"name": "Основная", "stages": new_stages},
                     headers={"If-Match": f'"{funnel["version"]}"'})

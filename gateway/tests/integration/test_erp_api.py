@@ -70,13 +70,15 @@ def test_unreadable_messages_are_refused_and_quarantined(api, erp, admin_token, 
     problem(api.get("/api/v1/erp/quarantine", erp), 403, "role_required")
 
     listed = api.get("/api/v1/erp/quarantine", admin_token).json()
-    assert [(q["id"], q["filename"], q["transport"]) for q in listed] == [
+    assert [(q["id"], q["filename"], q["transport"]) for q in listed["items"]] == [
         (entry, "Message_UT_CRM_7.xml", "http")]
+    assert listed["next_cursor"] is None
     still_bad = api.post(f"/api/v1/erp/quarantine/{entry}/redrive", admin_token)
     problem(still_bad, 422, "erp_message_rejected")
     dismissed = api.post(f"/api/v1/erp/quarantine/{entry}/dismiss", admin_token)
     assert dismissed.status_code == 200 and dismissed.json()["status"] == "dismissed"
-    assert api.get("/api/v1/erp/quarantine", admin_token).json() == []
+    assert api.get("/api/v1/erp/quarantine", admin_token).json() == {"items": [],
+                                                                     "next_cursor": None}
     problem(api.post(f"/api/v1/erp/quarantine/{entry}/dismiss", admin_token), 404, "not_found")
     # The next good message still flows.
     assert post_message(api, erp, ed.ed_message(1, [order()])).json()["outcome"] == "applied"

@@ -11,14 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from crm_platform.clock import clock
-from gateway.auth import TokenAuthority
-from gateway.service import GatewayService
-from services.clients.service import ClientsService
-from services.deals.service import DealsService
-from services.directory.service import DirectoryService
 
-from .conftest import Api
-from .deals_system import DealsOrg
+from .deals_system import running_deals_org
 
 pytestmark = pytest.mark.integration
 
@@ -28,20 +22,9 @@ NOW = datetime(2026, 12, 7, 7, 0, tzinfo=UTC)
 
 @pytest.fixture
 def org(container_factory, service_config, rabbit_config, directory_db, service_db):
-    clients_db, deals_db = service_db("clients"), service_db("deals")
-    container_factory(ClientsService, service_config(db_url=clients_db)).start()
-    container_factory(DealsService, service_config(
-        db_url=deals_db, REACTION_SCAN_SECONDS=0, EVENT_BATCH_MAX_WAIT_MS=20)).start()
-    container_factory(DirectoryService, service_config(db_url=directory_db)).start()
-    config = service_config()
-    container_factory(GatewayService, config).start()
-    api = Api(f"http://{config['WEB_SERVER_ADDRESS']}")
-    org = DealsOrg(api, clients_db, deals_db, TokenAuthority(secret=config["JWT_SECRET"]),
-                   rabbit_config["AMQP_URI"])
-    org.build()
-    yield org
-    api.http.close()
-    org.dispose()
+    with running_deals_org(container_factory, service_config, rabbit_config["AMQP_URI"],
+                           service_db, directory_db) as org:
+        yield org
 
 
 def submit(org, key, data, *, origin=SITE, as_json=False):
@@ -140,6 +123,15 @@ def test_absences_consents_and_settings_over_http(org):
                   json={"enabled": True, "mode": "random", "daily_cap": 0})
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["errors"]} == {"mode", "daily_cap"}
+    url = f"/api/v1/departments/{org.dept('ural')}/lead-distribution"
+    off = org.put("head.ural", url, json={"enabled": True, "off_duty": [org.id("m.ural.2")]})
+    assert off.status_code == 200 and off.json()["off_duty"] == [org.id("m.ural.2")], off.text
+    assert org.get("head.ural", url).json()["off_duty"] == [org.id("m.ural.2")]
+    stranger = org.put("head.ural", url, json={"enabled": True,
+                                               "off_duty": [org.id("m.volga.1")]})
+    assert stranger.status_code == 422
+    assert [e["field"] for e in stranger.json()["errors"]] == ["off_duty"]
+    assert org.get("head.ural", url).json()["off_duty"] == [org.id("m.ural.2")]
 
     text = org.post("admin", "/api/v1/consent-texts", json={
         "purpose": "marketing_email", "version": "1", "text": "Согласен на рассылку"}).json()

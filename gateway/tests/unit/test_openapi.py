@@ -52,7 +52,8 @@ def test_every_api_route_but_login_and_pbx_webhooks_needs_a_bearer_token(spec):
     for path, method, op in api_operations:
         if path == "/api/v1/auth/login":
             assert "security" not in op
-            assert "401" not in op["responses"]
+            # No token needed, but a wrong password is a 401 (schemathesis checks declared codes).
+            assert op["responses"]["401"]["description"] == "wrong credentials or signature"
         elif path in PBX_WEBHOOKS | PUBLIC_FORMS:
             # A PBX sends no token: its request signature is the authentication, checked by
             # the telephony service.
@@ -85,11 +86,19 @@ def test_problem_responses_reference_the_problem_schema(spec):
     assert "errors" in spec["components"]["schemas"]["Problem"]["properties"]
 
 
-def test_lists_are_arrays_and_creates_answer_201(spec):
+def test_lists_are_pages_or_arrays_and_creates_answer_201(spec):
     users = spec["paths"]["/api/v1/users"]
     listed = users["get"]["responses"]["200"]["content"]["application/json"]["schema"]
 
-    assert listed == {"type": "array", "items": {"$ref": "#/components/schemas/User"}}
+    # A list that grows is a cursor page; a small fixed dictionary stays an array.
+    assert listed == {"$ref": "#/components/schemas/UserPage"}
+    page = spec["components"]["schemas"]["UserPage"]
+    assert page["properties"]["items"] == {"type": "array",
+                                           "items": {"$ref": "#/components/schemas/User"}}
+    assert page["properties"]["next_cursor"]["nullable"] is True
+    assert set(page["required"]) == {"items", "next_cursor"}
+    regions = spec["paths"]["/api/v1/regions"]["get"]["responses"]["200"]
+    assert regions["content"]["application/json"]["schema"]["type"] == "array"
     assert "201" in users["post"]["responses"]
     assert "204" in spec["paths"]["/api/v1/users/{user_id}/password"]["put"]["responses"]
 
@@ -100,8 +109,11 @@ def test_path_and_query_parameters(spec):
                                        "schema": {"type": "string", "format": "uuid"}}]
 
     query = {p["name"]: p for p in spec["paths"]["/api/v1/users"]["get"]["parameters"]}
-    assert set(query) == {"department_id", "role", "include_inactive"}
+    assert set(query) == {"department_id", "role", "include_inactive", "q", "sort", "limit",
+                          "cursor"}
     assert all(p["in"] == "query" for p in query.values())
+    assert query["sort"]["schema"]["enum"] == ["name", "username", "created", "-name",
+                                               "-username", "-created"]
 
 
 @pytest.mark.parametrize("rule, path, params", [
@@ -115,3 +127,71 @@ def test_openapi_path(rule, path, params):
     assert converted == path
     assert [p["schema"] for p in found] == params
     assert all(p["in"] == "path" and p["required"] for p in found)
+
+
+GROWING_LISTS = ["/api/v1/users", "/api/v1/clients", "/api/v1/deals", "/api/v1/tasks",
+                 "/api/v1/mail/messages", "/api/v1/logistics/orders", "/api/v1/logistics/trips",
+                 "/api/v1/erp/quarantine", "/api/v1/campaigns"]
+
+
+@pytest.mark.parametrize("path", GROWING_LISTS)
+def test_growing_lists_are_cursor_pages(spec, path):
+    op = spec["paths"][path]["get"]
+    names = {p["name"] for p in op["parameters"] if p["in"] == "query"}
+    assert {"limit", "cursor"} <= names, path
+    ref = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    page = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert {"items", "next_cursor"} <= set(page["properties"]), path
+    assert page["properties"]["items"]["type"] == "array"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/clients", "/api/v1/deals", "/api/v1/tasks",
+                                  "/api/v1/users", "/api/v1/logistics/orders"])
+def test_main_lists_sort_by_whitelisted_fields(spec, path):
+    params = {p["name"]: p for p in spec["paths"][path]["get"]["parameters"]}
+    allowed = params["sort"]["schema"]["enum"]
+    assert allowed and all(f"-{name}" in allowed for name in allowed if not name.startswith("-"))
+
+
+def test_every_creating_post_takes_an_idempotency_key(spec):
+    creating = [(path, op) for path, method, op in operations(spec)
+                if method == "post" and "201" in op["responses"]]
+    assert len(creating) >= 25
+    for path, op in creating:
+        if path in PUBLIC_FORMS:
+            continue  # no caller to scope a key to; the form's own spam and rate limits apply
+        header = [p for p in op["parameters"] if p["in"] == "header"
+                  and p["name"] == "Idempotency-Key"]
+        assert header and header[0]["required"] is False, path
+        assert header[0]["schema"]["maxLength"] == 200
+        assert "Idempotent-Replayed" in op["responses"]["201"]["headers"], path
+        assert "Retry-After" in op["responses"]["409"]["headers"], path
+        assert "422" in op["responses"], path
+
+
+VERSIONED_UPDATES = [("/api/v1/clients/{client_id}", "patch"), ("/api/v1/deals/{deal_id}", "patch"),
+                     ("/api/v1/tasks/{task_id}", "patch"), ("/api/v1/funnels/{funnel_id}", "put")]
+
+
+@pytest.mark.parametrize("path, method", VERSIONED_UPDATES)
+def test_versioned_updates_document_if_match_412_428_and_etag(spec, path, method):
+    op = spec["paths"][path][method]
+    assert [p["name"] for p in op["parameters"] if p["in"] == "header"] == ["If-Match"]
+    assert {"412", "428", "409", "422"} <= set(op["responses"])
+    assert op["responses"]["412"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"}
+    assert "ETag" in op["responses"]["200"]["headers"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/clients/{client_id}", "/api/v1/deals/{deal_id}",
+                                  "/api/v1/tasks/{task_id}"])
+def test_versioned_reads_document_the_etag(spec, path):
+    assert "ETag" in spec["paths"][path]["get"]["responses"]["200"]["headers"]
+
+
+def test_an_optional_version_is_documented_where_the_body_takes_one(spec):
+    move = spec["paths"]["/api/v1/deals/{deal_id}/stage"]["post"]
+    [if_match] = [p for p in move["parameters"] if p["name"] == "If-Match"]
+    assert if_match["required"] is False and "412" in move["responses"]
+    create = spec["paths"]["/api/v1/funnels"]["post"]   # a create has no version to match
+    assert "If-Match" not in {p["name"] for p in create["parameters"]}
