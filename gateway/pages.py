@@ -50,13 +50,19 @@ from crm_platform.errors import DomainError, Unauthenticated
 from crm_platform.identity import IDENTITY_CONTEXT_KEY, Identity
 from crm_platform.web import HttpEndpoint
 
+from .api import UpstreamTimeout, wait_for_worker
 from .auth import Authority
+from .ui.i18n import LANGUAGES, language_of, translator
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "crm_session"
 LOGIN_CSRF_COOKIE = "crm_login_csrf"
 CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+# In the static files' URLs (``?v=``): bump when a file under gateway/static changes, so browsers
+# fetch the new one instead of their day-long cached copy.
+ASSET_VERSION = "2"
 MAX_FORM_BYTES = 64 * 1024
 
 PAGES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -153,8 +159,9 @@ class PageEndpoint(HttpEndpoint):
                     return error_page(401, "Сессия истекла: войдите снова")
                 if self.roles and session.identity.role not in self.roles:
                     return error_page(403, "Эта страница не для вашей роли", session)
-                if self.method == "POST" and not hmac.compare_digest(
-                        request.form.get(CSRF_FIELD, ""), session.csrf):
+                # Forms carry the token as a field; scripts (htmx, drag and drop) as a header.
+                sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD, "")
+                if self.method == "POST" and not hmac.compare_digest(sent, session.csrf):
                     return error_page(403, "Форма устарела: обновите страницу", session)
                 context_data[IDENTITY_CONTEXT_KEY] = session.identity.to_context()
                 kwargs["session"] = session
@@ -165,7 +172,9 @@ class PageEndpoint(HttpEndpoint):
                 self, args, kwargs, context_data=context_data,
                 handle_result=lambda worker_ctx, result, exc_info: (
                     done.send(result, exc_info), (result, exc_info))[1])
-            return done.wait()
+            return wait_for_worker(done, self.container.config, request)
+        except UpstreamTimeout:
+            return error_page(504, "Сервис не ответил вовремя; обновите страницу", session)
         except DomainError as exc:
             return error_page(exc.status, exc.detail or exc.title, session)
         except Exception:  # noqa: BLE001 - a page never shows internals
@@ -176,21 +185,28 @@ class PageEndpoint(HttpEndpoint):
 page = PageEndpoint.decorator
 
 
+def login_render(request, status: int = 200, **context) -> Response:
+    """The sign-in page, in the language the browser asks for."""
+    lang = language_of(request)
+    return render("app/login.html", status=status, _=translator(lang), lang=lang,
+                  languages=LANGUAGES, here=quote(request.full_path.rstrip("?"), safe="/?=&"),
+                  asset_version=ASSET_VERSION, nav=[], **context)
+
+
 class PageSessionRoutes:
     """``/login`` (form), ``/logout``: the cookie session of every page. A mixin of
     ``GatewayService`` (needs ``directory`` and ``tokens``)."""
 
     pages_config = Config()
 
-    # Where each role lands after signing in when no ``next`` was asked for.
-    HOME_BY_ROLE = {"driver": "/logistics/driver", "dispatcher": "/logistics/dispatcher",
-                    "admin": "/logistics/dispatcher"}
+    # Without ``next``, a signed-in person goes to ``/app``, which sends each role to its main page
+    # (gateway/ui/base.py: HOME_BY_ROLE).
 
     @page("GET", "/login", public=True)
     def login_page(self, request):
         value = secrets.token_urlsafe(24)
-        response = render("logistics/login.html", login_csrf=value,
-                          next=safe_next(request.args.get("next"), ""), error=None)
+        response = login_render(request, login_csrf=value,
+                                next=safe_next(request.args.get("next"), ""))
         response.set_cookie(LOGIN_CSRF_COOKIE, value, httponly=True, samesite="Strict",
                             secure=request.scheme == "https", path="/login", max_age=3600)
         return response
@@ -207,11 +223,12 @@ class PageSessionRoutes:
                                                    form.get("password", ""))
             token, ttl = self.tokens.issue(identity)
         except DomainError as exc:
-            response = render("logistics/login.html", status=401, login_csrf=expected,
-                              next=next_path, error=exc.detail or "Неверный логин или пароль",
-                              username=form.get("username", ""))
+            _ = translator(language_of(request))
+            response = login_render(request, status=401, login_csrf=expected, next=next_path,
+                                    login_error=exc.detail or _("Неверный логин или пароль"),
+                                    username=form.get("username", ""))
             return response
-        target = next_path or self.HOME_BY_ROLE.get(identity["role"], "/")
+        target = next_path or "/app"
         response = see_other(target)
         secure = request.scheme == "https" or str(
             self.pages_config.get("PAGES_SECURE_COOKIE", "")).lower() in ("1", "true")

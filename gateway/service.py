@@ -8,15 +8,17 @@ from functools import cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from nameko.rpc import RpcProxy, ServiceProxy
+from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
-from crm_platform.errors import NotFound, register_remote_errors
+from crm_platform.audit import note_denial
+from crm_platform.errors import Forbidden, NotFound, register_remote_errors
 from crm_platform.identity import Caller
+from crm_platform.secrets import RequiredSecrets
 from crm_platform.service import ObservableService, json_response
 from crm_platform.web import http
 
-from .api import api
+from .api import ApiRpcProxy, ApiServiceProxy, api
 from .auth import Tokens
 from .openapi import build_spec
 from .pages import PageSessionRoutes
@@ -36,7 +38,10 @@ from .routes.recordings import RecordingRoutes
 from .routes.reports import ReportRoutes
 from .routes.screenpop import ScreenPopRoutes
 from .routes.telephony import TelephonyWebhookRoutes
+from .routes.timeline import ClientTimelineRoutes
 from .schemas import (
+    AccessDenialQuery,
+    AccessDenialSchema,
     DeadLetterSchema,
     DepartmentSchema,
     DepartmentUpdateSchema,
@@ -50,7 +55,12 @@ from .schemas import (
     UserListQuery,
     UserSchema,
     UserUpdateSchema,
+    page_of,
 )
+from .ui.admin import AdminPages
+from .ui.base import UiBaseRoutes
+from .ui.head import HeadPages
+from .ui.manager import ManagerPages
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                         autoescape=select_autoescape())
@@ -80,7 +90,8 @@ class AnyService(RpcProxy):
         super().__init__(target_service=None, **options)
 
     def get_dependency(self, worker_ctx):
-        return lambda name: ServiceProxy(worker_ctx, name, self.rpc_reply_listener, **self.options)
+        return lambda name: ApiServiceProxy(worker_ctx, name, self.rpc_reply_listener,
+                                            **self.options)
 
 
 # Services' DomainErrors arrive as the same classes (this process only: the registry is global).
@@ -95,12 +106,15 @@ class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes, D
                      DealTaskRoutes, ErpRoutes, TelephonyWebhookRoutes, RecordingRoutes,
                      ScreenPopRoutes, MailRoutes, ReportRoutes, PayrollRoutes,
                      LogisticsRoutes, PageSessionRoutes, CampaignRoutes, LeadRoutes,
-                     PrivacyRoutes, ObservableService):
+                     PrivacyRoutes, UiBaseRoutes, HeadPages, AdminPages,
+                     ClientTimelineRoutes,
+                     ManagerPages, ObservableService):
     name = "gateway"
 
     tokens = Tokens()
+    token_secrets = RequiredSecrets("JWT_SECRET")
     caller = Caller()
-    directory = RpcProxy("directory")
+    directory = ApiRpcProxy("directory")
     services = AnyService()
 
     # -- documents ------------------------------------------------------------------------------
@@ -144,7 +158,7 @@ class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes, D
         return self.directory.list_departments()
 
     @api("POST", "/api/v1/departments", body=DepartmentSchema, response=DepartmentSchema,
-         status=201, summary="Создать отдел (admin)", tags=["directory"])
+         status=201, idempotent=True, summary="Создать отдел (admin)", tags=["directory"])
     def create_department(self, request, body):
         return 201, self.directory.create_department(DepartmentSchema().dump(body))
 
@@ -154,12 +168,14 @@ class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes, D
         return self.directory.update_department(
             str(department_id), DepartmentUpdateSchema().dump(body))
 
-    @api("GET", "/api/v1/users", query=UserListQuery, response=UserSchema, many=True,
-         summary="Сотрудники", tags=["directory"])
+    @api("GET", "/api/v1/users", query=UserListQuery, response=page_of(UserSchema),
+         summary="Сотрудники (постранично)", tags=["directory"])
     def list_users(self, request, query):
-        return self.directory.list_users(
-            department_id=str(query["department_id"]) if "department_id" in query else None,
-            role=query.get("role"), include_inactive=query["include_inactive"])
+        """By name unless ``sort``; pass ``next_cursor`` as ``cursor`` for the next page."""
+        filters = {k: (str(v) if k == "department_id" else v) for k, v in query.items()
+                   if k not in ("limit", "cursor", "sort")}
+        return self.directory.page_users(filters, limit=query["limit"],
+                                         cursor=query.get("cursor"), sort=query["sort"])
 
     @api("GET", "/api/v1/users/<uuid:user_id>", response=UserSchema, summary="Сотрудник",
          tags=["directory"])
@@ -167,7 +183,7 @@ class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes, D
         return self.directory.get_user(str(user_id))
 
     @api("POST", "/api/v1/users", body=UserSchema, response=UserSchema, status=201,
-         summary="Создать сотрудника (admin)", tags=["directory"])
+         idempotent=True, summary="Создать сотрудника (admin)", tags=["directory"])
     def create_user(self, request, body):
         data = UserSchema().dump(body)
         if body.get("password"):
@@ -199,8 +215,20 @@ class GatewayService(ClientRoutes, ClientImportRoutes, ClientOperationsRoutes, D
         """Send a service's dead letters (all, or one handler's) back for another attempt."""
         return {"moved": self._service_proxy(service).redrive_dead_letters(body.get("handler"))}
 
-    def _service_proxy(self, service: str):
-        self.caller.require("admin")
+    @api("GET", "/api/v1/admin/access-denials/<service>", query=AccessDenialQuery,
+         response=AccessDenialSchema, many=True,
+         summary="Отказы в доступе, записанные сервисом (admin)", tags=["operations"])
+    def list_access_denials(self, request, service, query):
+        """Who was refused what by a service, and why (oldest first after ``after``)."""
+        return self._service_proxy(service, "access_denials").access_denials(
+            query["after"], query["limit"])
+
+    def _service_proxy(self, service: str, operation: str = "dead_letters"):
+        try:
+            self.caller.require("admin")
+        except Forbidden as exc:        # the gateway's own check: audited like the services'
+            note_denial("gateway", self.caller.identity.to_context(), operation, service, exc)
+            raise
         if service not in SERVICES_WITH_DEAD_LETTERS:
             raise NotFound(f"Нет сервиса {service}")
         return self.services(service)
