@@ -161,6 +161,14 @@ ensure_chromium() {
   fi
 }
 
+# -- wrk (bench/company.py: the gateway's latency and throughput under 50 connections) ------------
+ensure_wrk() {
+  if ! command -v wrk >/dev/null; then
+    say "installing wrk from the OS packages (HTTP benchmarks)"
+    apt_install wrk
+  fi
+}
+
 ensure_infra() {
   ensure_venv
   ensure_rabbitmq
