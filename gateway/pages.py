@@ -62,7 +62,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 # In the static files' URLs (``?v=``): bump when a file under gateway/static changes, so browsers
 # fetch the new one instead of their day-long cached copy.
-ASSET_VERSION = "2"
+ASSET_VERSION = "3"
 MAX_FORM_BYTES = 64 * 1024
 
 PAGES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),

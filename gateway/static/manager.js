@@ -72,9 +72,13 @@
         var row = widget.querySelector('tr[data-kpi="' + k.kpi + '"]');
         if (!row) { return; }
         var cells = row.querySelectorAll("td");
-        cells[1].textContent = k.plan == null ? "—" : k.plan;
-        cells[2].textContent = k.fact == null ? "—" : k.fact;
-        cells[3].textContent = k.fulfilment == null ? "—" : k.fulfilment;
+        // As the server renders them (ui/manager_common.py number): "1 100 000", "18,5".
+        var show = function (v) {
+          return v == null ? "—" : Number(v).toLocaleString("ru-RU", {maximumFractionDigits: 3});
+        };
+        cells[1].textContent = show(k.plan);
+        cells[2].textContent = show(k.fact);
+        cells[3].textContent = show(k.fulfilment);
       });
     });
   }); }

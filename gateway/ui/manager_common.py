@@ -55,6 +55,23 @@ def rub(value, empty: str = "—") -> str:
     return f"{sign}{NBSP.join(groups)},{cents}{NBSP}₽"
 
 
+def number(value, empty: str = "—") -> str:
+    """A plan or fact figure as people read it: ``Decimal("1100000.00")`` -> ``"1 100 000"``,
+    ``"18.500"`` -> ``"18,5"`` (groups by non-breaking spaces, a decimal comma, no idle zeros)."""
+    amount = to_decimal(value)
+    if amount is None:
+        return empty
+    text = f"{abs(amount):f}"
+    whole, _, fraction = text.partition(".")
+    fraction = fraction.rstrip("0")
+    groups = []
+    while whole:
+        groups.insert(0, whole[-3:])
+        whole = whole[:-3]
+    return ("-" if amount < 0 else "") + NBSP.join(groups or ["0"]) + (
+        "," + fraction if fraction else "")
+
+
 def moment(value) -> datetime | None:
     """An aware datetime from ISO text (or a datetime); naive or unreadable -> None."""
     if value in (None, ""):
@@ -148,5 +165,5 @@ def page_render(request, template: str, session, active: str = "", status: int =
     if ctx.get("notice"):
         ctx["notice"] = translator(language_of(request))(ctx["notice"])
     return ui_render(request, template, session, status=status, active=active, rub=rub,
-                     msk=msk, msk_time=msk_time, days_since=days_since, with_query=with_query,
-                     **ctx)
+                     number=number, msk=msk, msk_time=msk_time, days_since=days_since,
+                     with_query=with_query, **ctx)

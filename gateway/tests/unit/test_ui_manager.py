@@ -164,3 +164,15 @@ def test_the_card_and_board_templates_render_service_answers():
     assert 'data-stage="invoiced" data-locked="true"' in board
     assert 'draggable="true"' in board and 'data-version="3"' in board
     assert "завис" in board
+
+
+def test_plan_and_fact_figures_read_like_numbers_not_decimals():
+    from decimal import Decimal
+
+    from gateway.ui.manager_common import NBSP, number
+
+    assert number(Decimal("1100000.00")) == f"1{NBSP}100{NBSP}000"
+    assert number("18.500") == "18,5"
+    assert number(Decimal("-1234.5")) == f"-1{NBSP}234,5"
+    assert number("0.00") == "0"
+    assert number(None) == "—"
