@@ -81,6 +81,11 @@ class TaskEntrypoints:
             deal_id = parse_uuid(data.get("deal_id"), "deal_id")
             if deal_id is not None:
                 deal = self._visible_deal(session, identity, deal_id)
+            client_id = deal["client_id"] if deal else parse_uuid(data.get("client_id"),
+                                                                  "client_id")
+            if deal is None and client_id is not None and identity.role != "integration":
+                # A task names a client only the caller may see: it shows on that client's card.
+                client_id = self._timeline_client(session, identity, client_id)["client_id"]
             assignee = store.assignable_owner(
                 session, identity, parse_uuid(data.get("assignee_id"), "assignee_id")) \
                 if identity.role != "integration" or data.get("assignee_id") else None
@@ -88,8 +93,7 @@ class TaskEntrypoints:
             task = moves.create_task(
                 session, self.outbox, at=now, created_by=identity.user_id,
                 deal_id=deal["id"] if deal else None,
-                client_id=deal["client_id"] if deal else parse_uuid(data.get("client_id"),
-                                                                     "client_id"),
+                client_id=client_id,
                 assignee_id=assignee,
                 department_id=person["department_id"] if person else parse_uuid(
                     data.get("department_id"), "department_id"),

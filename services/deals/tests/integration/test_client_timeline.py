@@ -217,6 +217,11 @@ def test_who_sees_the_feed_and_who_writes_notes(svc, org):
     assert len(svc.add_client_note(client, "я" * 5000)["data"]["text"]) == 5000
     with pytest.raises(ValidationFailed):
         svc.client_timeline("not-a-uuid")
+    # A task may name only a client the caller sees (it would show on that client's card).
+    with pytest.raises(Forbidden):
+        svc.create_task({"client_id": client, "title": "На чужого клиента",
+                         "due_at": MONDAY_10.isoformat()}, as_user="m.volga.1")
+    assert [i for i in feed(svc, client, "m.ural.1") if i["kind"] == "task"] == []
 
 
 def test_a_lead_tied_to_a_client_brings_its_story_along(svc, org, bus):
