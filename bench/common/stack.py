@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from crm_platform.config import env  # noqa: E402
-from crm_platform.testing import TestDatabases, free_port  # noqa: E402
+from crm_platform.testing import TestDatabases, free_port, start_process  # noqa: E402
 
 API = env("CRM_RABBIT_API_URI", "http://guest:guest@127.0.0.1:15672")
 AMQP_HOST = env("CRM_BENCH_AMQP_HOST", "127.0.0.1:5672")
@@ -40,11 +40,6 @@ AMQP_HOST = env("CRM_BENCH_AMQP_HOST", "127.0.0.1:5672")
 # Every process `./crm up` starts (scripts/common.sh SERVICES), the gateway last.
 SERVICES = ("directory", "clients", "deals", "telephony", "mail", "erp_bridge", "reports",
             "payroll", "logistics")
-CLASSES = {"directory": "DirectoryService", "clients": "ClientsService",
-           "deals": "DealsService", "telephony": "TelephonyService", "mail": "MailService",
-           "erp_bridge": "ErpBridgeService", "reports": "ReportsService",
-           "payroll": "PayrollService", "logistics": "LogisticsService",
-           "gateway": "GatewayService"}
 
 
 def _api() -> tuple[str, tuple[str, str]]:
@@ -58,14 +53,8 @@ class Process:
         self.popen: subprocess.Popen | None = None
 
     def start(self) -> None:
-        module = "gateway.service" if self.name == "gateway" else f"services.{self.name}.service"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the process writes it
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "config.yaml"),
-             f"{module}:{CLASSES[self.name]}"],
-            cwd=ROOT, env=self.environ, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        log.close()
+        self.popen = start_process(self.name, self.environ, self.log_path,
+                                   ROOT / "config.yaml")
 
     @property
     def base(self) -> str:

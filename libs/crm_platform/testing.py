@@ -290,3 +290,21 @@ def wait_for(predicate, *, timeout: float = 15.0, interval: float = 0.05, messag
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
         eventlet.sleep(interval)
+
+
+def start_process(name: str, env: dict, log_path, config_path):
+    """``nameko run`` of one service (or the gateway) as its own process — as a Deployment runs
+    it — writing to ``log_path``, in its own session (so a test can kill its whole group).
+    ``name`` is ``gateway`` or a package under ``services/`` (class ``<Name>Service``)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    module = "gateway.service" if name == "gateway" else f"services.{name}.service"
+    cls = "".join(part.capitalize() for part in name.split("_")) + "Service"
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "nameko", "run", "--config", str(config_path),
+             f"{module}:{cls}"],
+            cwd=Path(config_path).resolve().parent, env=env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,13 +16,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from crm_platform.testing import wait_for
+from crm_platform.testing import start_process, wait_for
 from tools.private_infra import PrivatePostgres, PrivateRabbit, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-CLASSES = {"erp_bridge": "ErpBridgeService", "deals": "DealsService", "clients": "ClientsService",
-           "telephony": "TelephonyService",
-           "gateway": "GatewayService"}
 
 
 @pytest.fixture(scope="session")
@@ -63,14 +59,8 @@ class ServiceProcess:
 
     def start(self) -> None:
         self.starts += 1
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the process writes it
-        module = "gateway.service" if self.name == "gateway" else f"services.{self.name}.service"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "nameko", "run", "--config", str(ROOT / "config.yaml"),
-             f"{module}:{CLASSES[self.name]}"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        log.close()
+        self.process = start_process(self.name, self.env, self.log_path,
+                                     ROOT / "config.yaml")
         try:
             wait_for(lambda: self.status(self.ready_path) == 200, timeout=60, interval=0.2,
                      message=f"{self.name} {self.ready_path}")
